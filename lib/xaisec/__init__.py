@@ -1,0 +1,2 @@
+"""xaisec: adversarial attacks on explainable AI and their defenses."""
+__version__ = "0.1.0"

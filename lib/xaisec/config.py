@@ -1,0 +1,91 @@
+"""Configuration: validation against the JSON schema, defaults, and derived settings.
+
+The workflow calls :func:`load_and_validate` at start-up, before any job: a wrong key or value
+stops the run with a message naming the key (``config key 'clean.train.epochs': ...``).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft7Validator, validators
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names the key."""
+
+
+def _with_defaults(cls):
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(cls, {"properties": set_defaults})
+
+
+_DefaultingValidator = _with_defaults(Draft7Validator)
+
+
+def load_schema(path: str | Path | None = None) -> dict:
+    with open(path or SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _check(instance, schema, root_schema, prefix=()):
+    """Validate (filling defaults); raise ConfigError naming the first bad key."""
+    resolver_schema = dict(schema)
+    resolver_schema.setdefault("definitions", root_schema.get("definitions", {}))
+    errors = sorted(_DefaultingValidator(resolver_schema).iter_errors(instance),
+                    key=lambda e: (len(e.path), list(map(str, e.path))))
+    if errors:
+        e = errors[0]
+        path = (*prefix, *e.path)
+        msg = e.message
+        if e.validator == "additionalProperties":
+            extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+            if extra:
+                path, msg = (*path, extra[0]), f"unknown key (allowed: {', '.join(sorted(e.schema.get('properties', {})))})"
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(f"config key '{_key(path)}': {msg}{more}")
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` in place (defaults filled in) and check cross-references."""
+    schema = schema or load_schema()
+    _check(config, schema, schema)
+    train_schema = schema["definitions"]["train"]
+    for ds, over in config["clean"]["overrides"].items():
+        merged = {**config["clean"]["train"], **over}
+        _check(merged, train_schema, schema, prefix=("clean", "overrides", ds))
+    for i, key in enumerate(config["clean"]["models"]):
+        if key not in config["models"]:
+            raise ConfigError(
+                f"config key 'clean.models.{i}': model {key!r} is not defined under 'models' "
+                f"(defined: {', '.join(config['models']) or 'none'})")
+    return config
+
+
+def load_and_validate(path_or_dict, schema: dict | None = None) -> dict:
+    if isinstance(path_or_dict, (str, Path)):
+        with open(path_or_dict) as f:
+            config = yaml.safe_load(f) or {}
+    else:
+        config = copy.deepcopy(path_or_dict)
+    return validate(config, schema)
+
+
+def train_settings(config: dict, dataset: str) -> dict:
+    """The clean-training recipe for ``dataset`` (``clean.train`` with its override)."""
+    return {**config["clean"]["train"], **config["clean"]["overrides"].get(dataset, {})}

@@ -1,0 +1,20 @@
+"""Shared fixtures: every test starts from the same seeds; tiny models and data are made here."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+@pytest.fixture
+def repo():
+    return REPO

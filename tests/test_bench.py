@@ -1,0 +1,98 @@
+"""Benchmarks (``make bench``): throughput numbers, printed and written to
+results/benchmarks/*.json. Nothing here asserts a speed."""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xaisec.io import write_json
+from xaisec.models import build_model
+from xaisec.train import TrainConfig, _optimizer, nhwc_to_tensor, train_epoch
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+N, BATCH, REPEAT = 2560, 128, 3
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    return (rng.integers(0, 256, (N, 32, 32, 3), dtype=np.uint8),
+            rng.integers(0, 10, N).astype(np.int64))
+
+
+def _best(fn):
+    times = []
+    for _ in range(REPEAT):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return N / min(times)
+
+
+@pytest.mark.bench
+def test_training_throughput_vs_bare_pytorch():
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    x_np, y_np = _data()
+    x, y = nhwc_to_tensor(x_np), torch.as_tensor(y_np)
+    cfg = TrainConfig(epochs=1, batch_size=BATCH)
+    results = {}
+
+    torch.manual_seed(0)
+    model = build_model(arch="resnet20").to(device)
+    opt, sched = _optimizer(model, cfg, N // BATCH)
+    gen = torch.Generator().manual_seed(0)
+    train_epoch(model, opt, sched, x[:BATCH], y[:BATCH], cfg, gen, device)  # warm-up
+    results["xaisec train_epoch (crop+flip on batch tensors)"] = _best(
+        lambda: train_epoch(model, opt, sched, x, y, cfg, gen, device))
+
+    # bare loop: pre-made float batches, no augmentation, the same model and optimiser
+    torch.manual_seed(0)
+    model = build_model(arch="resnet20").to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    xf = (x.float() / 255).to(device)
+    yd = y.to(device)
+
+    def bare():
+        for i in range(0, N, BATCH):
+            loss = F.cross_entropy(model(xf[i:i + BATCH]), yd[i:i + BATCH])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    results["bare PyTorch loop (no augmentation)"] = _best(bare)
+
+    # the usual torchvision pipeline: per-sample transforms in a DataLoader
+    from torchvision import transforms
+
+    tf = transforms.Compose([transforms.ToTensor(), transforms.RandomCrop(32, padding=4),
+                             transforms.RandomHorizontalFlip()])
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return N
+
+        def __getitem__(self, i):
+            return tf(x_np[i]), int(y_np[i])
+
+    loader = torch.utils.data.DataLoader(DS(), batch_size=BATCH, shuffle=True, num_workers=0)
+
+    def torchvision_loop():
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    results["torchvision DataLoader loop (per-sample crop+flip)"] = _best(torchvision_loop)
+
+    base = results["bare PyTorch loop (no augmentation)"]
+    print(f"\nResNet-20 training throughput, batch {BATCH}, {N} images, device {device}, "
+          f"{torch.get_num_threads()} threads (best of {REPEAT}):")
+    for k, v in results.items():
+        print(f"  {k:55s} {v:8.0f} images/s  ({100 * (v / base - 1):+.1f}% vs bare)")
+    write_json(OUT / "training_throughput.json",
+               {"device": str(device), "threads": torch.get_num_threads(), "images": N,
+                "batch_size": BATCH, "images_per_s": results})

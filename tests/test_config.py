@@ -1,0 +1,78 @@
+import copy
+
+import pytest
+import yaml
+
+from xaisec.config import ConfigError, load_and_validate, train_settings
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "cpu.yaml"])
+def test_shipped_configs_validate(repo, name):
+    cfg = load_and_validate(repo / "config" / name)
+    assert cfg["evaluation"]["batch_size"] >= 1
+    assert set(cfg["clean"]["models"]) <= set(cfg["models"])
+
+
+def test_defaults_are_the_papers_values():
+    cfg = load_and_validate({})
+    t = cfg["clean"]["train"]
+    assert (t["epochs"], t["batch_size"], t["lr"], t["momentum"], t["weight_decay"]) == \
+        (200, 128, 0.1, 0.9, 1e-4)
+    assert t["milestones"] == [100, 150] and t["schedule"] == "multistep"
+    assert cfg["evaluation"]["batch_size"] == 100
+    assert cfg["evaluation"]["defenses"] == ["none", "cfn", "batchstat"]
+    assert cfg["models"]["resnet20"]["variant"] == "bn"
+
+
+@pytest.mark.parametrize("patch, key", [
+    ({"clean": {"train": {"epoch": 3}}}, "clean.train.epoch"),
+    ({"clean": {"train": {"epochs": 0}}}, "clean.train.epochs"),
+    ({"clean": {"datasets": ["imagenet"]}}, "clean.datasets.0"),
+    ({"evaluation": {"defenses": ["cfn", "magic"]}}, "evaluation.defenses.1"),
+    ({"device": "gpu"}, "device"),
+    ({"data": {"cifar10": {"checksum": "crc:12"}}}, "data.cifar10.checksum"),
+    ({"typo_top_level": 1}, "typo_top_level"),
+    ({"clean": {"models": ["resnet56"]}}, "clean.models.0"),
+    ({"clean": {"overrides": {"gtsrb": {"lr": -1}}}}, "clean.overrides.gtsrb.lr"),
+    ({"models": {"mine": {"arch": "resnet20", "variant": "ln"}}}, "models.mine.variant"),
+])
+def test_bad_key_or_value_names_the_key(patch, key):
+    with pytest.raises(ConfigError, match=f"config key '{key}'"):
+        load_and_validate(patch)
+
+
+def test_overrides_apply_per_dataset(repo):
+    cfg = load_and_validate(repo / "config" / "cpu.yaml")
+    assert train_settings(cfg, "gtsrb")["epochs"] != train_settings(cfg, "cifar10")["epochs"]
+    assert train_settings(cfg, "gtsrb")["lr"] == cfg["clean"]["train"]["lr"]
+
+
+def test_validation_does_not_share_defaults_between_calls():
+    a = load_and_validate({})
+    a["clean"]["train"]["milestones"].append(999)
+    assert load_and_validate({})["clean"]["train"]["milestones"] == [100, 150]
+
+
+def test_every_schema_key_is_described(repo):
+    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    missing = []
+
+    def walk(node, path):
+        for k, sub in node.get("properties", {}).items():
+            if "description" not in sub and "$ref" not in sub:
+                missing.append(".".join(path + [k]))
+            walk(sub, path + [k])
+
+    walk(schema, [])
+    for name, d in schema["definitions"].items():
+        walk(d, ["definitions", name])
+    assert not missing, missing
+
+
+def test_every_schema_key_is_in_config_readme(repo):
+    readme = (repo / "config" / "README.md").read_text()
+    schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+    keys = set(schema["properties"]) | set(schema["definitions"]["train"]["properties"]) \
+        | set(schema["properties"]["evaluation"]["properties"])
+    missing = sorted(k for k in keys if f"`{k}`" not in readme and f".{k}`" not in readme)
+    assert not missing, missing

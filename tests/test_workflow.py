@@ -1,0 +1,101 @@
+"""End-to-end: the smoke config through Snakemake in a temporary directory."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def smk(workdir, *args, check=True):
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(REPO / "config" / "smoke.yaml"), "--cores", "2", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("smoke")
+    (wd / "config").symlink_to(REPO / "config")  # configfile: in the Snakefile is cwd-relative
+    smk(wd)
+    return wd
+
+
+@pytest.mark.workflow
+def test_smoke_outputs(smoke_run):
+    out = smoke_run / "results" / "smoke"
+    table = pd.read_csv(out / "tables" / "clean_accuracy.csv")
+    assert {"acc_bn", "acc_cfn", "acc_batchstat"} <= set(table.columns)
+    assert table.loc[0, "dataset"] == "shapes" and table.loc[0, "n_eval"] == 400
+    assert ((table[["acc_bn", "acc_cfn", "acc_batchstat"]] >= 0)
+            & (table[["acc_bn", "acc_cfn", "acc_batchstat"]] <= 1)).all().all()
+    assert (out / "tables" / "clean_accuracy.md").read_text().startswith("# Clean test accuracy")
+    png = out / "figures" / "training_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    model_dir = out / "shapes" / "resnet20" / "seed1" / "clean"
+    prov = json.loads((model_dir / "provenance.json").read_text())
+    assert prov["config"]["results"] == "results/smoke" and "torch" in prov["packages"]
+    assert prov["seeds"] == {"seed": "1"} and prov["device"] == "cpu"
+    metrics = pd.read_csv(model_dir / "metrics.csv")
+    assert len(metrics) == 4 and metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
+    manifest = json.loads((out / "data" / "shapes" / "manifest.json").read_text())
+    assert len(manifest["class_names"]) >= 10
+    assert (smoke_run / "results" / "smoke" / "provenance" / "workflow.json").exists()
+
+
+@pytest.mark.workflow
+def test_second_call_does_nothing(smoke_run):
+    res = smk(smoke_run, "-n")
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+@pytest.mark.workflow
+def test_one_target_rebuilds_only_itself(smoke_run):
+    target = smoke_run / "results" / "smoke" / "tables" / "clean_accuracy.md"
+    target.unlink()
+    res = smk(smoke_run, "-n", "results/smoke/tables/clean_accuracy.md")
+    text = res.stdout + res.stderr
+    assert "table_clean_accuracy" in text
+    for other in ("train_clean", "evaluate_clean", "prepare_data", "figure_training_curves"):
+        assert f"rule {other}:" not in text and f"{other}  " not in text
+    smk(smoke_run, "results/smoke/tables/clean_accuracy.md")
+    assert target.exists()
+
+
+@pytest.mark.workflow
+def test_bad_config_stops_before_any_job(tmp_path):
+    (tmp_path / "config").symlink_to(REPO / "config")
+    res = smk(tmp_path, "--config", "device=gpu0", check=False)
+    assert res.returncode != 0
+    assert "config key 'device'" in res.stderr + res.stdout
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+def test_lint_is_clean():
+    res = subprocess.run([str(SNAKEMAKE), "--lint", "--configfile", "config/smoke.yaml"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "Congratulations, your workflow is in a good condition" in res.stdout + res.stderr
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("profile", [None, "workflow/profiles/slurm"])
+def test_full_config_plans_every_job(profile):
+    args = ["-n", "--quiet", "rules"] + (["--profile", profile] if profile else [])
+    res = subprocess.run([str(SNAKEMAKE), *args], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    text = res.stdout + res.stderr
+    assert res.returncode == 0, text[-3000:]
+    # 2 data sets x 1 model x 2 seeds
+    for rule, n in (("fetch_data", 2), ("prepare_data", 2), ("train_clean", 4),
+                    ("evaluate_clean", 4), ("table_clean_accuracy", 1)):
+        assert any(line.split()[:2] == [rule, str(n)] for line in text.splitlines()), text
