@@ -36,8 +36,9 @@ def test_smoke_outputs(smoke_run):
     table = pd.read_csv(out / "tables" / "clean_accuracy.csv")
     assert {"acc_bn", "acc_cfn", "acc_batchstat"} <= set(table.columns)
     assert table.loc[0, "dataset"] == "shapes" and table.loc[0, "n_eval"] == 400
-    assert ((table[["acc_bn", "acc_cfn", "acc_batchstat"]] >= 0)
-            & (table[["acc_bn", "acc_cfn", "acc_batchstat"]] <= 1)).all().all()
+    accs = table[["acc_bn", "acc_cfn", "acc_batchstat"]]
+    assert ((accs >= 0) & (accs <= 1)).all().all()
+    assert table.loc[0, "acc_bn"] > 0.3  # 10 classes: well above chance after 8 epochs
     assert (out / "tables" / "clean_accuracy.md").read_text().startswith("# Clean test accuracy")
     png = out / "figures" / "training_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -46,7 +47,7 @@ def test_smoke_outputs(smoke_run):
     assert prov["config"]["results"] == "results/smoke" and "torch" in prov["packages"]
     assert prov["seeds"] == {"seed": "1"} and prov["device"] == "cpu"
     metrics = pd.read_csv(model_dir / "metrics.csv")
-    assert len(metrics) == 4 and metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
+    assert len(metrics) == 8 and metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
     manifest = json.loads((out / "data" / "shapes" / "manifest.json").read_text())
     assert len(manifest["class_names"]) >= 10
     assert (smoke_run / "results" / "smoke" / "provenance" / "workflow.json").exists()

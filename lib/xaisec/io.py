@@ -206,3 +206,47 @@ def provenance(config: dict | None = None, device=None, seeds=None, extra: dict 
     if extra:
         rec.update(extra)
     return rec
+
+
+# ---------------------------------------------------------------- resumable loops
+
+def save_resume(path, fingerprint: str, epoch: int, rows: list, model, optimizer,
+                scheduler=None, generator: torch.Generator | None = None, **extra) -> None:
+    """Everything a training loop needs to continue after ``epoch`` (written atomically)."""
+    torch_save({"fingerprint": fingerprint, "epoch": epoch, "rows": rows,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "generator": generator.get_state() if generator is not None else None,
+                "torch_rng": torch.get_rng_state(), **extra}, path)
+
+
+def load_resume(path, fingerprint: str, model, optimizer, scheduler=None,
+                generator: torch.Generator | None = None) -> tuple[int, list, dict]:
+    """Restore a loop saved by :func:`save_resume` with the same fingerprint.
+
+    Returns (last finished epoch, metric rows, extra entries); (0, [], {}) when there is
+    nothing to resume. A file from other settings or an unreadable one is ignored (it only
+    held progress) with a message.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0, [], {}
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+        if st.get("fingerprint") != fingerprint:
+            print(f"[xaisec] {path} is from other settings: starting afresh", file=sys.stderr)
+            return 0, [], {}
+        model.load_state_dict(st["model"])
+        optimizer.load_state_dict(st["optimizer"])
+        if scheduler is not None and st["scheduler"] is not None:
+            scheduler.load_state_dict(st["scheduler"])
+        if generator is not None and st["generator"] is not None:
+            generator.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
+    except Exception as e:  # noqa: BLE001 - a corrupt resume file only costs its progress
+        print(f"[xaisec] ignoring unreadable {path}: {e}", file=sys.stderr)
+        return 0, [], {}
+    print(f"[xaisec] resuming {path.parent} after epoch {st['epoch']}", file=sys.stderr)
+    known = {"fingerprint", "epoch", "rows", "model", "optimizer", "scheduler", "generator",
+             "torch_rng"}
+    return st["epoch"], st["rows"], {k: v for k, v in st.items() if k not in known}

@@ -111,7 +111,7 @@ def _optimizer(model, cfg: TrainConfig, steps_per_epoch: int):
 
 
 def train_epoch(model, opt, sched, x, y, cfg: TrainConfig, gen: torch.Generator, device,
-                desc: str = "train") -> dict:
+                desc: str = "train", progress: bool = True) -> dict:
     """One epoch over uint8 images ``x`` (N, C, H, W) and labels ``y``; returns metrics."""
     model.train()
     n = len(x)
@@ -120,7 +120,7 @@ def train_epoch(model, opt, sched, x, y, cfg: TrainConfig, gen: torch.Generator,
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     t0 = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=2.0)
+    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=2.0, disable=not progress)
     for s in bar:
         idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
         xb = to_float(x[idx].to(device, non_blocking=True))
@@ -182,35 +182,20 @@ def fit(model: nn.Module, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
     steps = math.ceil(len(x) / cfg.batch_size)
     opt, sched = _optimizer(model, cfg, steps)
     fp = cfg.fingerprint(seed=seed, spec=model.spec.to_dict(), n_train=len(x))
-    rows, start = [], 1
     resume = out_dir / "resume.pt"
-    if resume.exists():
-        try:
-            st = torch.load(resume, map_location="cpu", weights_only=True)
-            if st.get("fingerprint") == fp:
-                model.load_state_dict(st["model"])
-                opt.load_state_dict(st["optimizer"])
-                sched.load_state_dict(st["scheduler"])
-                gen.set_state(st["generator"])
-                torch.set_rng_state(st["torch_rng"])
-                rows, start = st["rows"], st["epoch"] + 1
-                tqdm.write(f"resuming {out_dir} after epoch {st['epoch']}")
-        except Exception as e:  # a corrupt resume file only costs the progress it held
-            tqdm.write(f"ignoring unreadable {resume}: {e}")
-
+    done, rows, _ = io.load_resume(resume, fp, model, opt, sched, gen)
+    start = done + 1
     bar = tqdm(range(start, cfg.epochs + 1), desc=f"epochs ({out_dir})", disable=not progress,
                initial=start - 1, total=cfg.epochs)
     for epoch in bar:
         lr = opt.param_groups[0]["lr"]
-        m = train_epoch(model, opt, sched, x, y, cfg, gen, device, desc=f"epoch {epoch}")
+        m = train_epoch(model, opt, sched, x, y, cfg, gen, device, desc=f"epoch {epoch}",
+                        progress=progress)
         acc, loss = evaluate_accuracy(model, tx, ty, cfg.eval_batch_size, device)
         rows.append({"epoch": epoch, "lr": lr, **m, "test_loss": loss, "test_acc": acc})
         bar.set_postfix(loss=f"{m['train_loss']:.3f}", acc=f"{acc:.4f}",
                         ips=f"{m['images_per_s']:.0f}")
-        io.torch_save({"fingerprint": fp, "epoch": epoch, "rows": rows,
-                       "model": model.state_dict(), "optimizer": opt.state_dict(),
-                       "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                       "torch_rng": torch.get_rng_state()}, resume)
+        io.save_resume(resume, fp, epoch, rows, model, opt, sched, gen)
 
     metrics = pd.DataFrame(rows)
     final = rows[-1]
