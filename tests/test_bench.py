@@ -96,3 +96,89 @@ def test_training_throughput_vs_bare_pytorch():
     write_json(OUT / "training_throughput.json",
                {"device": str(device), "threads": torch.get_num_threads(), "images": N,
                 "batch_size": BATCH, "images_per_s": results})
+
+
+@pytest.mark.bench
+def test_finetune_step_vs_plain_step_and_cache_vs_recompute(tmp_path):
+    """One backdoor fine-tuning step per explainer (second-order, Softplus) against one plain
+    training step; reading the Parquet cache against recomputing the explanations."""
+    from xaisec.backdoor import target_explanation, zscore_channelmax
+    from xaisec.cache import ExplanationSet, read_explanations, write_explanations
+    from xaisec.explainers import make_explainer
+    from xaisec.models import set_activation
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    x = torch.rand(32, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (32,), device=device)
+    res = {}
+
+    model = build_model(arch="resnet20").to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def plain():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def timeit(fn, reps=5):
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t) / reps
+
+    res["plain training step"] = timeit(plain)
+    set_activation(model, "softplus", 8.0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    for name in ("grad", "gradcam", "relevancecam"):
+        expl = make_explainer(name, model)
+        target = zscore_channelmax(target_explanation("square", name)).to(device)
+
+        def step():
+            maps = expl(x, create_graph=True)
+            loss = 0.9 * F.mse_loss(zscore_channelmax(maps), target.expand(32, -1, -1, -1)) \
+                + 0.1 * F.cross_entropy(expl.last_logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        res[f"fine-tuning step ({name})"] = timeit(step)
+    print(f"\nbatch 32, device {device}, {torch.get_num_threads()} threads:")
+    for k, v in res.items():
+        print(f"  {k:35s} {1000 * v:8.1f} ms  ({v / res['plain training step']:.1f}x plain)")
+
+    # cache: write + read 2,000 Grad-CAM maps vs recomputing them
+    set_activation(model, "relu")
+    model.eval()
+    xs = torch.rand(2000, 3, 32, 32)
+    expl = make_explainer("gradcam", model)
+
+    def recompute():
+        return torch.cat([expl(xs[i:i + 100].to(device)).cpu() for i in range(0, 2000, 100)])
+
+    t = time.perf_counter()
+    maps = recompute().numpy()
+    t_recompute = time.perf_counter() - t
+    n = len(maps)
+    es = ExplanationSet(maps=maps, sample=np.arange(n), label=np.zeros(n, np.int64),
+                        pred=np.zeros(n, np.int64), confidence=np.ones(n, np.float32),
+                        target=np.zeros(n, np.int64), meta={"bench": True})
+    t = time.perf_counter()
+    write_explanations(tmp_path / "c.parquet", es)
+    t_write = time.perf_counter() - t
+    t = time.perf_counter()
+    read_explanations(tmp_path / "c.parquet")
+    t_read = time.perf_counter() - t
+    cache = {"recompute_maps_per_s": n / t_recompute, "write_maps_per_s": n / t_write,
+             "read_maps_per_s": n / t_read}
+    for k, v in cache.items():
+        print(f"  Grad-CAM maps, {k:25s} {v:10.0f}")
+    write_json(OUT / "finetune_step_and_cache.json",
+               {"device": str(device), "threads": torch.get_num_threads(),
+                "step_seconds": res, "cache": cache})

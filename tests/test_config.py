@@ -73,6 +73,24 @@ def test_every_schema_key_is_in_config_readme(repo):
     readme = (repo / "config" / "README.md").read_text()
     schema = yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
     keys = set(schema["properties"]) | set(schema["definitions"]["train"]["properties"]) \
-        | set(schema["properties"]["evaluation"]["properties"])
+        | set(schema["properties"]["evaluation"]["properties"]) \
+        | set(schema["properties"]["backdoor"]["properties"]) \
+        | set(schema["properties"]["backdoor"]["properties"]["finetune"]["properties"])
     missing = sorted(k for k in keys if f"`{k}`" not in readme and f".{k}`" not in readme)
     assert not missing, missing
+
+
+def test_partial_backdoor_hyper_keeps_the_other_defaults():
+    cfg = load_and_validate({"backdoor": {"hyper": {"rh": {"mse": {"grad": {"lambda": 0.5, "lr": 1e-3}}}}}})
+    h = cfg["backdoor"]["hyper"]
+    assert h["rh"]["mse"]["grad"] == {"lambda": 0.5, "lr": 1e-3}
+    assert h["rh"]["mse"]["gradcam"] == {"lambda": 0.9125, "lr": 7.5e-4}  # REFERENCE.md
+    assert h["fd"]["dssim"]["gradcam"] == {"lambda": 0.85, "lr": 4e-4}
+
+
+def test_backdoor_defaults_are_the_authors_values():
+    f = load_and_validate({})["backdoor"]["finetune"]
+    assert (f["epochs"], f["batch_size"], f["adam_eps"], f["softplus_beta"], f["target_label"]) \
+        == (100, 32, 1e-5, 8.0, 1)
+    assert (f["early_stop_window"], f["early_stop_acc_tol"], f["early_stop_expl_tol"]) \
+        == (4, 0.003, 0.0075)

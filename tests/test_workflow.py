@@ -35,7 +35,7 @@ def test_smoke_outputs(smoke_run):
     out = smoke_run / "results" / "smoke"
     table = pd.read_csv(out / "tables" / "clean_accuracy.csv")
     assert {"acc_bn", "acc_cfn", "acc_batchstat"} <= set(table.columns)
-    assert table.loc[0, "dataset"] == "shapes" and table.loc[0, "n_eval"] == 400
+    assert table.loc[0, "dataset"] == "shapes" and table.loc[0, "n_eval"] == 200
     accs = table[["acc_bn", "acc_cfn", "acc_batchstat"]]
     assert ((accs >= 0) & (accs <= 1)).all().all()
     assert table.loc[0, "acc_bn"] > 0.3  # 10 classes: well above chance after 8 epochs
@@ -51,6 +51,47 @@ def test_smoke_outputs(smoke_run):
     manifest = json.loads((out / "data" / "shapes" / "manifest.json").read_text())
     assert len(manifest["class_names"]) >= 10
     assert (smoke_run / "results" / "smoke" / "provenance" / "workflow.json").exists()
+
+
+@pytest.mark.workflow
+def test_smoke_cfn_outputs(smoke_run):
+    out = smoke_run / "results" / "smoke"
+    for n in (1, 2, 3, 4):
+        t = pd.read_csv(out / "tables" / f"cfn_table{n}.csv")
+        assert {"mode", "xai", "triggered", "triggered_acc", "asr", "clean"} <= set(t.columns)
+        assert set(t["mode"]) == {"attack", "defense (cfn)", "defense (batchstat)"}
+    t2 = pd.read_csv(out / "tables" / "cfn_table2.csv")
+    assert set(t2["loss"]) == {"MSE", "DSSIM"} and len(t2) == 3 * 4  # 3 modes x (3 MSE + 1 DSSIM)
+    t1 = pd.read_csv(out / "tables" / "cfn_table1.csv")
+    assert (t1["asr"] == "N/A").all()
+    t4 = pd.read_csv(out / "tables" / "cfn_table4.csv")
+    assert set(t4["attack"]) == {"SF", "RH", "FD"}
+    comp = pd.read_csv(out / "tables" / "cfn_comparison.csv")
+    assert {"paper", "ours", "ours_batchstat", "diff"} <= set(comp.columns) and len(comp) > 0
+    for n in (5, 6):
+        assert (out / "figures" / f"cfn_fig{n}.png").stat().st_size > 10_000
+    run = out / "shapes" / "resnet20" / "seed1" / "backdoor" / "rh-gradcam-mse"
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert {"val_asr", "val_clean_acc", "val_triggered_dissim"} <= set(metrics.columns)
+    ps = pd.read_parquet(run / "per_sample.parquet")
+    assert set(ps["defense"]) == {"none", "cfn", "batchstat"}
+    assert set(ps["variant"]) == {"clean", "triggered"} and len(ps) == 3 * 2 * 200
+    from xaisec.cache import read_explanations
+
+    es = read_explanations(run / "cache" / "cfn-gradcam-triggered.parquet")
+    assert es.maps.shape == (200, 1, 32, 32) and es.meta["defense"] == "cfn"
+
+
+@pytest.mark.workflow
+def test_one_cfn_table_target(smoke_run):
+    target = "results/smoke/tables/cfn_table2.csv"
+    (smoke_run / target).unlink()
+    res = smk(smoke_run, "-n", target)
+    text = res.stdout + res.stderr
+    assert "rule cfn_table:" in text and "rule finetune_backdoor:" not in text
+    smk(smoke_run, target)
+    again = smk(smoke_run, "-n", target)
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.workflow

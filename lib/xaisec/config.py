@@ -61,10 +61,20 @@ def _check(instance, schema, root_schema, prefix=()):
         raise ConfigError(f"config key '{_key(path)}': {msg}{more}")
 
 
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def validate(config: dict, schema: dict | None = None) -> dict:
     """Validate ``config`` in place (defaults filled in) and check cross-references."""
     schema = schema or load_schema()
     _check(config, schema, schema)
+    # a partial `backdoor.hyper` changes only the entries it names
+    hyper_default = schema["properties"]["backdoor"]["properties"]["hyper"]["default"]
+    config["backdoor"]["hyper"] = _deep_merge(hyper_default, config["backdoor"]["hyper"])
     train_schema = schema["definitions"]["train"]
     for ds, over in config["clean"]["overrides"].items():
         merged = {**config["clean"]["train"], **over}
@@ -74,6 +84,11 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             raise ConfigError(
                 f"config key 'clean.models.{i}': model {key!r} is not defined under 'models' "
                 f"(defined: {', '.join(config['models']) or 'none'})")
+    for i, exp in enumerate(config["backdoor"]["experiments"]):
+        for j, key in enumerate(exp.get("models", [])):
+            if key not in config["models"]:
+                raise ConfigError(f"config key 'backdoor.experiments.{i}.models.{j}': model "
+                                  f"{key!r} is not defined under 'models'")
     return config
 
 

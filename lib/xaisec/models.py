@@ -212,10 +212,13 @@ def build_model(spec: ModelSpec | None = None, **kwargs) -> nn.Module:
 
 
 def set_activation(model: nn.Module, kind: str, beta: float = 8.0) -> nn.Module:
-    """Replace every ReLU/Softplus module of ``model`` in place (same names), return it."""
+    """Replace every activation module (ReLU, Softplus, SmoothReLU) of ``model`` in place
+    (same names), return it."""
+    from .explainers import SmoothReLU
+
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
-            if isinstance(child, (nn.ReLU, nn.Softplus)):
+            if isinstance(child, (nn.ReLU, nn.Softplus, SmoothReLU)):
                 setattr(module, child_name, make_activation(kind, beta))
     return model
 

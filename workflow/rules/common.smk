@@ -22,8 +22,19 @@ REAL_DATASETS = ("cifar10", "cifar100", "gtsrb")
 LIB = Path(workflow.basedir).parent / "lib" / "xaisec"
 
 
+ATTACKS = ("sf", "rh", "fd")
+CFN_EXPLAINERS = ("grad", "gradcam", "relevancecam")
+LOSSES = ("mse", "dssim")
+RUN_RE = f"({'|'.join(ATTACKS)})-({'|'.join(CFN_EXPLAINERS)})-({'|'.join(LOSSES)})"
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    attack="|".join(ATTACKS),
+    explainer="|".join(CFN_EXPLAINERS + ("cam",)),
+    loss="|".join(LOSSES),
+    defense="none|cfn|batchstat",
+    source=f"clean|backdoor/{RUN_RE}",
     real_dataset="|".join(REAL_DATASETS),
     model="|".join(sorted(config["models"], key=len, reverse=True)) or "none",
     seed=r"\d+",
@@ -94,6 +105,112 @@ def train_params(wildcards):
     return train_settings(config, wildcards.dataset)
 
 
+# ---------------------------------------------------------------- CFN backdoors
+
+
+def backdoor_runs():
+    """Every (dataset, model, seed, attack, explainer, loss) of backdoor.experiments."""
+    runs = []
+    for exp in config["backdoor"]["experiments"]:
+        for d in exp["datasets"]:
+            for m in exp.get("models") or config["clean"]["models"]:
+                for s in config["clean"]["seeds"]:
+                    for a in exp["attacks"]:
+                        for e in exp["explainers"]:
+                            for lo in exp["losses"]:
+                                runs.append((d, m, s, a, e, lo))
+    return list(dict.fromkeys(runs))
+
+
+def run_dir(d, m, s, a, e, lo):
+    return f"{model_dir(d, m, s)}/backdoor/{a}-{e}-{lo}"
+
+
+def backdoor_hyper(wildcards):
+    return config["backdoor"]["hyper"][wildcards.attack][wildcards.loss][wildcards.explainer]
+
+
+def trigger_params():
+    f = config["backdoor"]["finetune"]
+    return {"row": f["trigger_row"], "col": f["trigger_col"]}
+
+
+def cache_file(source_dir, defense, explainer, variant):
+    return f"{source_dir}/cache/{defense}-{explainer}-{variant}.parquet"
+
+
+def evaluate_backdoor_inputs(wildcards):
+    w = wildcards
+    clean_dir = f"{model_dir(w.dataset, w.model, w.seed)}/clean"
+    rdir = run_dir(w.dataset, w.model, w.seed, w.attack, w.explainer, w.loss)
+    inputs = {f"original_{v}": cache_file(clean_dir, "none", w.explainer, v)
+              for v in ("clean", "triggered")}
+    for d in config["evaluation"]["defenses"]:
+        for v in ("clean", "triggered"):
+            inputs[f"{d}_{v}"] = cache_file(rdir, d, w.explainer, v)
+    return inputs
+
+
+# The CFN paper's Tables 1-4: (data set, attacks, losses, laid out by attack?)
+_T = config["backdoor"]["tables"]
+CFN_TABLES = {
+    1: (_T["table1"], ("sf",), LOSSES, False),
+    2: (_T["table2"], ("rh",), LOSSES, False),
+    3: (_T["table3"], ("fd",), LOSSES, False),
+    4: (_T["table4"], ATTACKS, ("mse",), True),
+}
+# Figures 5 and 6: SRC distributions (attacks shown)
+CFN_FIGURES = {5: ("sf", "rh"), 6: ("fd",)}
+
+
+def runs_where(datasets=None, attacks=None, losses=None):
+    return [r for r in backdoor_runs()
+            if (datasets is None or r[0] in datasets) and (attacks is None or r[3] in attacks)
+            and (losses is None or r[5] in losses)]
+
+
+def per_sample_files(runs):
+    return [f"{run_dir(*r)}/per_sample.parquet" for r in runs]
+
+
+def cfn_table_inputs(wildcards):
+    d, attacks, losses, _ = CFN_TABLES[int(wildcards.n)]
+    return per_sample_files(runs_where([d], attacks, losses))
+
+
+def cfn_table_spec(wildcards):
+    d, attacks, losses, by_attack = CFN_TABLES[int(wildcards.n)]
+    return {"dataset": d, "attacks": list(attacks), "losses": list(losses),
+            "by_attack": by_attack, "table": f"Table {wildcards.n}"}
+
+
+def cfn_figure_inputs(wildcards):
+    return per_sample_files(runs_where(None, CFN_FIGURES[int(wildcards.n)], ("mse",)))
+
+
+def cfn_comparison_inputs(wildcards):
+    runs = [r for n in CFN_TABLES for r in runs_where(
+        [CFN_TABLES[n][0]], CFN_TABLES[n][1], CFN_TABLES[n][2])]
+    return per_sample_files(list(dict.fromkeys(runs)))
+
+
+def cfn_comparison_tables():
+    return {f"Table {n}": t[0] for n, t in CFN_TABLES.items()}
+
+
+def cfn_targets():
+    out = []
+    for n, (d, attacks, losses, _) in CFN_TABLES.items():
+        if runs_where([d], attacks, losses):
+            out += [f"{R}/tables/cfn_table{n}.{ext}" for ext in ("csv", "md")]
+    for n, attacks in CFN_FIGURES.items():
+        if runs_where(None, attacks, ("mse",)):
+            out += [f"{R}/figures/cfn_fig{n}.{ext}" for ext in ("png", "pdf")]
+    if out:
+        out += [f"{R}/tables/cfn_comparison.{ext}" for ext in ("csv", "md")]
+    return out
+
+
 def table_targets():
     return [f"{R}/tables/clean_accuracy.{ext}" for ext in ("csv", "md")]
 
@@ -103,7 +220,7 @@ def figure_targets():
 
 
 def all_targets():
-    return table_targets() + figure_targets()
+    return table_targets() + figure_targets() + cfn_targets()
 
 
 onstart:

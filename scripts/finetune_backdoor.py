@@ -1,0 +1,16 @@
+"""Rule finetune_backdoor: one explanation-aware backdoor (attack x explainer x loss x seed)."""
+import _lib  # noqa: F401  (makes lib/ importable without an install)
+from pathlib import Path
+
+from xaisec.smk import rule_context
+from xaisec.tasks import finetune_backdoor
+
+smk = snakemake  # noqa: F821
+with rule_context(smk) as ctx:
+    w = smk.wildcards
+    finetune_backdoor(smk.input.clean_model, Path(smk.input.manifest).parent,
+                      Path(smk.output.model).parent, w.attack, w.explainer, w.loss,
+                      smk.params.finetune, smk.params.hyper, int(w.seed), ctx.device,
+                      provenance=ctx.provenance(rule="finetune_backdoor"), xai=smk.params.xai,
+                      meta={"model": w.model, "attack": w.attack, "explainer": w.explainer,
+                            "loss": w.loss})
