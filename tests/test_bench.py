@@ -1,6 +1,5 @@
 """Benchmarks (``make bench``): throughput numbers, printed and written to
 results/benchmarks/*.json. Nothing here asserts a speed."""
-import json
 import time
 from pathlib import Path
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from . import io
 from .explainers import make_explainer, minmax, normalize_max, normalize_zscore_channelmax
 from .models import set_activation
-from .train import nhwc_to_tensor, to_float
+from .train import nhwc_to_tensor, random_subset, to_float
 
 ATTACKS = ("sf", "rh", "fd")
 LOSSES = ("mse", "dssim")
@@ -270,9 +270,7 @@ def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    if cfg.train_subset and cfg.train_subset < len(train_x):
-        idx = np.sort(rng.choice(len(train_x), cfg.train_subset, replace=False))
-        train_x, train_y = train_x[idx], train_y[idx]
+    train_x, train_y = random_subset(train_x, train_y, cfg.train_subset, rng)
     vidx = rng.choice(len(val_x), min(cfg.val_subset, len(val_x)), replace=False)
     x, y = nhwc_to_tensor(train_x), torch.as_tensor(train_y, dtype=torch.long)
     vx, vy = nhwc_to_tensor(val_x[vidx]), torch.as_tensor(val_y[vidx], dtype=torch.long)

@@ -216,7 +216,7 @@ def set_activation(model: nn.Module, kind: str, beta: float = 8.0) -> nn.Module:
     (same names), return it."""
     from .explainers import SmoothReLU
 
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, (nn.ReLU, nn.Softplus, SmoothReLU)):
                 setattr(module, child_name, make_activation(kind, beta))

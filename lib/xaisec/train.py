@@ -96,6 +96,15 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500, device=Non
     return torch.cat(out) if out else torch.empty(0)
 
 
+def random_subset(x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generator):
+    """``n`` random images (kept in file order) of (x, y); all of them if ``n`` is None or
+    larger. Subsets must be random: the archives list their images class by class."""
+    if not n or n >= len(x):
+        return x, y
+    idx = np.sort(rng.choice(len(x), n, replace=False))
+    return x[idx], y[idx]
+
+
 def _optimizer(model, cfg: TrainConfig, steps_per_epoch: int):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
@@ -165,14 +174,9 @@ def fit(model: nn.Module, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
 
-    # subsets are drawn at random (the archives list images class by class)
     sel = np.random.default_rng(seed)
-    if cfg.train_subset and cfg.train_subset < len(train_x):
-        idx = np.sort(sel.choice(len(train_x), cfg.train_subset, replace=False))
-        train_x, train_y = train_x[idx], train_y[idx]
-    if cfg.eval_subset and cfg.eval_subset < len(test_x):
-        idx = np.sort(sel.choice(len(test_x), cfg.eval_subset, replace=False))
-        test_x, test_y = test_x[idx], test_y[idx]
+    train_x, train_y = random_subset(train_x, train_y, cfg.train_subset, sel)
+    test_x, test_y = random_subset(test_x, test_y, cfg.eval_subset, sel)
     x, y = nhwc_to_tensor(train_x), torch.as_tensor(train_y, dtype=torch.long)
     tx, ty = nhwc_to_tensor(test_x), torch.as_tensor(test_y, dtype=torch.long)
     if device.type == "cuda":  # the data sets are small: keep them on the GPU
