@@ -43,9 +43,9 @@ def test_training_throughput_vs_bare_pytorch():
     model = build_model(arch="resnet20").to(device)
     opt, sched = _optimizer(model, cfg, N // BATCH)
     gen = torch.Generator().manual_seed(0)
-    train_epoch(model, opt, sched, x[:BATCH], y[:BATCH], cfg, gen, device)  # warm-up
+    train_epoch(model, opt, sched, x[:BATCH], y[:BATCH], cfg, gen, device, progress=False)  # warm-up
     results["xaisec train_epoch (crop+flip on batch tensors)"] = _best(
-        lambda: train_epoch(model, opt, sched, x, y, cfg, gen, device))
+        lambda: train_epoch(model, opt, sched, x, y, cfg, gen, device, progress=False))
 
     # bare loop: pre-made float batches, no augmentation, the same model and optimiser
     torch.manual_seed(0)
