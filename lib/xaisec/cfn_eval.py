@@ -28,7 +28,7 @@ MODE_LABELS = {"none": "attack", "cfn": "defense (cfn)", "batchstat": "defense (
 
 
 def _normalize(maps: np.ndarray, how: str) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
+    t = torch.from_numpy(np.array(maps, dtype=np.float32))  # a writable copy of the cache's view
     if how == "max":
         return max_normalize(t)
     if how == "zscore":
