@@ -205,8 +205,10 @@ def cfn_src_figure(per_sample_paths, number: int, paths) -> None:
             ax.set_title(f"{ds}: {a.upper()} (triggered inputs)")
             ax.set_ylabel("SRC with the original explanation")
             ax.axhline(0, color="grey", lw=0.5)
-            if (i, j) != (0, 0) and ax.get_legend():
+            if (i, j) != (0, len(attacks) - 1) and ax.get_legend():
                 ax.get_legend().remove()
+            elif ax.get_legend():
+                sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.suptitle(f"CFN paper, Figure {number} (reproduced): Spearman rank correlation")
     fig.tight_layout()
     save_figure(fig, paths)
