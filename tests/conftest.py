@@ -18,3 +18,13 @@ def _seed():
 @pytest.fixture
 def repo():
     return REPO
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest single-threaded; with other jobs on the machine, intra-op
+    threads oversubscribe the cores and slow such tests down a hundredfold."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,14 +27,7 @@ from xaisec.models import build_model, set_activation
 N = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest single-threaded; with other jobs on the machine, intra-op
-    threads oversubscribe the cores and slow these tests down a hundredfold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomise_bn(model):

@@ -442,10 +442,6 @@ CAPTUM_EXPLAINERS = {
 
 def make_captum_explainer(name: str, model: nn.Module, **kwargs) -> CaptumExplainer:
     """Build the Captum explainer registered as ``name`` (see :data:`CAPTUM_EXPLAINERS`)."""
-    try:
-        cls = CAPTUM_EXPLAINERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown Captum explainer {name!r}; known: {', '.join(CAPTUM_EXPLAINERS)}"
-        ) from None
-    return cls(model, **kwargs)
+    from .explainers import from_registry
+
+    return from_registry(CAPTUM_EXPLAINERS, name, model, "Captum explainer", **kwargs)

@@ -581,15 +581,19 @@ EXPLAINERS: dict[str, type[Explainer]] = {
 }
 
 
+def from_registry(registry: dict, name: str, model: nn.Module, kind: str = "explainer", **kwargs):
+    """Build ``registry[name](model, **kwargs)``; an unknown name is a ValueError listing the
+    known ones (shared by every explainer family)."""
+    try:
+        cls = registry[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(registry)}") from None
+    return cls(model, **kwargs)
+
+
 def make_explainer(name: str, model: nn.Module, **kwargs) -> Explainer:
     """Build the explainer registered as ``name`` (see :data:`EXPLAINERS`)."""
-    try:
-        cls = EXPLAINERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown explainer {name!r}; known: {', '.join(EXPLAINERS)}"
-        ) from None
-    return cls(model, **kwargs)
+    return from_registry(EXPLAINERS, name, model, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
