@@ -1,0 +1,132 @@
+# FGSM-XAI paper: FGSM and BIM inputs, their explanations (Grad-CAM, SmoothGrad, LIME) cached
+# to Parquet, and Tables 1-2 (IoU, RMSE against ground-truth masks), the accuracy table and
+# Figures 5-9, each its own target.
+
+
+rule fgsmxai_inputs:
+    input:
+        unpack(data_files),
+        model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
+        meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
+    output:
+        inputs=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/fgsmxai/inputs.npz",
+        accuracy=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/fgsmxai/accuracy.json",
+    params:
+        settings=config["fgsmxai"],
+        code=code_version("fgsmxai", "attacks", "train", "tasks"),
+    log:
+        f"{R}/logs/fgsmxai_inputs/{{dataset}}-{{model}}-seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/fgsmxai_inputs/{{dataset}}-{{model}}-seed{{seed}}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        runtime=60,
+        mem_mb=8000,
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/fgsmxai_inputs.py"
+
+
+rule fgsmxai_explain:
+    input:
+        unpack(data_files),
+        model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
+        meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
+        inputs=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/fgsmxai/inputs.npz",
+    output:
+        f"{R}/{{dataset}}/{{model}}/seed{{seed}}/fgsmxai/cache/{{variant}}-{{fxm}}.parquet",
+    params:
+        settings=config["fgsmxai"],
+        code=code_version("fgsmxai", "captum_explainers", "explainers", "cache", "tasks"),
+    log:
+        f"{R}/logs/fgsmxai_explain/{{dataset}}-{{model}}-seed{{seed}}-{{variant}}-{{fxm}}.log",
+    benchmark:
+        f"{R}/benchmarks/fgsmxai_explain/{{dataset}}-{{model}}-seed{{seed}}-{{variant}}-{{fxm}}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        runtime=120,
+        mem_mb=8000,
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/fgsmxai_explain.py"
+
+
+rule fgsmxai_table:
+    input:
+        unpack(fgsmxai_table_inputs),
+    output:
+        csv=report(
+            f"{R}/tables/fgsmxai_table{{n}}.csv",
+            caption="../report/fgsmxai_table.rst",
+            category="FGSM-XAI paper",
+            subcategory="Tables 1-2",
+        ),
+        md=f"{R}/tables/fgsmxai_table{{n}}.md",
+    wildcard_constraints:
+        n="[12]",
+    params:
+        runs=fgsmxai_run_params,
+        settings=config["fgsmxai"],
+        code=code_version("fgsmxai", "localization", "cache", "report"),
+    log:
+        f"{R}/logs/tables/fgsmxai_table{{n}}.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/fgsmxai_table.py"
+
+
+rule fgsmxai_accuracy:
+    input:
+        fgsmxai_accuracy_inputs,
+    output:
+        csv=report(
+            f"{R}/tables/fgsmxai_accuracy.csv",
+            caption="../report/fgsmxai_accuracy.rst",
+            category="FGSM-XAI paper",
+            subcategory="Accuracy under attack",
+        ),
+        md=f"{R}/tables/fgsmxai_accuracy.md",
+    params:
+        code=code_version("fgsmxai", "report"),
+    log:
+        f"{R}/logs/tables/fgsmxai_accuracy.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/fgsmxai_accuracy.py"
+
+
+rule fgsmxai_figure:
+    input:
+        unpack(fgsmxai_figure_inputs),
+    output:
+        png=report(
+            f"{R}/figures/fgsmxai_fig{{n}}.png",
+            caption="../report/fgsmxai_figure.rst",
+            category="FGSM-XAI paper",
+            subcategory="Figures 5-9",
+        ),
+        pdf=f"{R}/figures/fgsmxai_fig{{n}}.pdf",
+    wildcard_constraints:
+        n="[5-9]",
+    params:
+        runs=fgsmxai_run_params,
+        settings=config["fgsmxai"],
+        code=code_version("fgsmxai", "localization", "cache", "report"),
+    log:
+        f"{R}/logs/figures/fgsmxai_fig{{n}}.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/fgsmxai_figure.py"
+
+
+localrules:
+    fgsmxai_table,
+    fgsmxai_accuracy,
+    fgsmxai_figure,
