@@ -54,6 +54,41 @@ def test_smoke_outputs(smoke_run):
 
 
 @pytest.mark.workflow
+def test_smoke_fgsmxai_outputs(smoke_run):
+    out = smoke_run / "results" / "smoke"
+    for n in (1, 2):
+        t = pd.read_csv(out / "tables" / f"fgsmxai_table{n}.csv")
+        assert list(t["condition"]) == ["Without Attack", "FGSM-2.5%", "BIM-2.5%"]
+        vals = t[["smoothgrad", "gradcam", "lime"]]
+        assert ((vals >= 0) & (vals <= 100)).all().all()
+    acc = pd.read_csv(out / "tables" / "fgsmxai_accuracy.csv")
+    ours = acc[acc["dataset"] == "shapes"].iloc[0]
+    assert ours["acc_bim"] <= ours["acc_fgsm"] + 5 and ours["acc_fgsm"] < ours["acc_clean"]
+    assert ours["linf_fgsm"] <= 0.025 + 1e-6 and ours["linf_bim"] <= 0.025 + 1e-6
+    cache = out / "shapes" / "resnet20" / "seed1" / "fgsmxai" / "cache"
+    assert len(list(cache.glob("*.parquet"))) == 9  # 3 inputs x 3 explainers
+    for n in (5, 6, 7, 8, 9):
+        assert (out / "figures" / f"fgsmxai_fig{n}.png").stat().st_size > 10_000
+
+
+@pytest.mark.workflow
+def test_smoke_exiaa_outputs(smoke_run):
+    out = smoke_run / "results" / "smoke"
+    for t in ("1", "B1", "B2", "B3"):
+        df = pd.read_csv(out / "tables" / f"exiaa_table{t}.csv")
+        assert set(df["method"]) == {"attack", "baseline"}
+        assert (df["ssim_mean"] <= 1).all() and (df["explanation_change_mean"] >= 0).all()
+    b1 = pd.read_csv(out / "tables" / "exiaa_tableB1.csv")
+    assert len(b1) == 2 * 3 * 2  # alphas x top-k x methods (smoke grid)
+    # more injected features change the explanation more (the paper's main trend)
+    att = b1[(b1["method"] == "attack") & (b1["alpha"] == 0.15)].sort_values("topk")
+    assert att["explanation_change_mean"].iloc[-1] > att["explanation_change_mean"].iloc[0]
+    assert "Paper (DeepLIFT SHAP" in (out / "tables" / "exiaa_table1.md").read_text()
+    for f in ("2", "3", "4", "5", "A1"):
+        assert (out / "figures" / f"exiaa_fig{f}.png").stat().st_size > 10_000
+
+
+@pytest.mark.workflow
 def test_smoke_cfn_outputs(smoke_run):
     out = smoke_run / "results" / "smoke"
     for n in (1, 2, 3, 4):

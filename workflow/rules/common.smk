@@ -38,6 +38,10 @@ wildcard_constraints:
     real_dataset="|".join(REAL_DATASETS),
     model="|".join(sorted(config["models"], key=len, reverse=True)) or "none",
     seed=r"\d+",
+    variant="clean|fgsm|bim",
+    fxm="smoothgrad|gradcam|lime",
+    exm="saliency|ig|deepliftshap",
+    selection="runnerup|others|top|low",
 
 
 def code_version(*modules):
@@ -211,6 +215,116 @@ def cfn_targets():
     return out
 
 
+# ---------------------------------------------------------------- FGSM-XAI
+
+# data sets whose prepared splits carry ground-truth masks (IoU/RMSE need them)
+MASKED_DATASETS = ("shapes", "gtsrb", "imagenet")
+
+
+def fgsmxai_runs(masked_only=False):
+    f = config["fgsmxai"]
+    return [(d, m, s) for d in f["datasets"] for m in f["models"] for s in f["seeds"]
+            if not masked_only or d in MASKED_DATASETS]
+
+
+def fgsmxai_dir(d, m, s):
+    return f"{model_dir(d, m, s)}/fgsmxai"
+
+
+def fgsmxai_caches(d, m, s):
+    """{(variant, method): cache path} of one run."""
+    return {(v, x): f"{fgsmxai_dir(d, m, s)}/cache/{v}-{x}.parquet"
+            for v in ("clean", "fgsm", "bim") for x in config["fgsmxai"]["explainers"]}
+
+
+def _fgsmxai_selected(wildcards):
+    """Runs of a table (1, 2: data sets with masks only) or a figure (5-9: all)."""
+    masked = str(wildcards.get("n", "")) in ("1", "2")
+    return fgsmxai_runs(masked_only=masked)
+
+
+def fgsmxai_table_inputs(wildcards):
+    inputs = {}
+    for d, m, s in _fgsmxai_selected(wildcards):
+        key = f"{d}_{m}_{s}"
+        inputs[f"inputs_{key}"] = f"{fgsmxai_dir(d, m, s)}/inputs.npz"
+        inputs[f"test_{key}"] = f"{data_dir(d)}/test.npz"
+        inputs[f"manifest_{key}"] = f"{data_dir(d)}/manifest.json"
+        for (v, x), p in fgsmxai_caches(d, m, s).items():
+            inputs[f"cache_{key}_{v}_{x}"] = p
+    return inputs
+
+
+fgsmxai_figure_inputs = fgsmxai_table_inputs
+
+
+def fgsmxai_run_params(wildcards):
+    return [{"dataset": d, "model": m, "seed": s, "data_dir": data_dir(d),
+             "inputs": f"{fgsmxai_dir(d, m, s)}/inputs.npz",
+             "caches": fgsmxai_caches(d, m, s)} for d, m, s in _fgsmxai_selected(wildcards)]
+
+
+def fgsmxai_accuracy_inputs(wildcards):
+    return [f"{fgsmxai_dir(d, m, s)}/accuracy.json" for d, m, s in fgsmxai_runs()]
+
+
+def fgsmxai_targets():
+    if not fgsmxai_runs():
+        return []
+    out = [f"{R}/tables/fgsmxai_accuracy.{ext}" for ext in ("csv", "md")]
+    if fgsmxai_runs(masked_only=True):
+        out += [f"{R}/tables/fgsmxai_table{n}.{ext}" for n in (1, 2) for ext in ("csv", "md")]
+    out += [f"{R}/figures/fgsmxai_fig{n}.{ext}" for n in (5, 6, 7, 8, 9) for ext in ("png", "pdf")]
+    return out
+
+
+# ---------------------------------------------------------------- EXIAA
+
+# table -> explainer (Table 1: DeepLIFT SHAP; B.1-B.3: Saliency, IG, DeepLIFT SHAP)
+EXIAA_TABLES = {"1": "deepliftshap", "B1": "saliency", "B2": "ig", "B3": "deepliftshap"}
+
+
+def exiaa_runs(datasets=None):
+    e = config["exiaa"]
+    return [(d, m, s) for d in e["datasets"] for m in e["models"] for s in e["seeds"]
+            if datasets is None or d in datasets]
+
+
+def exiaa_grid_file(d, m, s, explainer, selection):
+    return f"{model_dir(d, m, s)}/exiaa/{explainer}-{selection}.parquet"
+
+
+def exiaa_table_inputs(wildcards):
+    e = EXIAA_TABLES[wildcards.t]
+    return [exiaa_grid_file(d, m, s, e, "runnerup") for d, m, s in exiaa_runs()]
+
+
+def exiaa_figure_inputs(wildcards):
+    e = config["exiaa"]
+    if wildcards.f == "5":
+        runs, sels = exiaa_runs(e["fig5"]["datasets"]), ("runnerup", "others")
+    elif wildcards.f == "A1":
+        runs, sels = exiaa_runs(e["figA1"]["datasets"]), ("top", "low")
+    else:
+        runs, sels = exiaa_runs(), ("runnerup",)
+    return [exiaa_grid_file(d, m, s, x, sel) for d, m, s in runs for x in e["explainers"]
+            for sel in sels]
+
+
+def exiaa_targets():
+    e = config["exiaa"]
+    if not exiaa_runs():
+        return []
+    out = [f"{R}/tables/exiaa_table{t}.{ext}" for t, x in EXIAA_TABLES.items()
+           if x in e["explainers"] for ext in ("csv", "md")]
+    figs = ["2", "3", "4"]
+    if exiaa_runs(e["fig5"]["datasets"]):
+        figs.append("5")
+    if exiaa_runs(e["figA1"]["datasets"]):
+        figs.append("A1")
+    return out + [f"{R}/figures/exiaa_fig{f}.{ext}" for f in figs for ext in ("png", "pdf")]
+
+
 def table_targets():
     return [f"{R}/tables/clean_accuracy.{ext}" for ext in ("csv", "md")]
 
@@ -220,7 +334,7 @@ def figure_targets():
 
 
 def all_targets():
-    return table_targets() + figure_targets() + cfn_targets()
+    return table_targets() + figure_targets() + cfn_targets() + fgsmxai_targets() + exiaa_targets()
 
 
 onstart:
