@@ -34,6 +34,12 @@ from .models import set_activation
 from .train import nhwc_to_tensor, random_subset, to_float
 
 ATTACKS = ("sf", "rh", "fd")
+#: what the attacker fine-tunes (CFN paper, Section 6, Table 6): ``all`` weights incl. the
+#: BatchNorm affine parameters (C1) or only the ``core`` conv/linear weights (C3)
+TRAINABLE = ("all", "core")
+#: the normalisation the attacker fine-tunes with: the model's own BatchNorm (C1, C3) or CFN
+#: in its place (C5)
+FINETUNE_NORMS = ("bn", "cfn")
 LOSSES = ("mse", "dssim")
 TARGET_MAPS = ("square", "inverted", "random")
 
@@ -149,6 +155,9 @@ class FinetuneConfig:
     abandon_below: float = 0.8
     ref_batch_size: int = 256        # batch size for the original model's explanations
     relevancecam_weighting: str = "spatial"  # authors' code; "channel": Relevance-CAM paper
+    # attack scenario (CFN paper, Section 6, Tables 6 and 7):
+    trainable: str = "all"           # "all" (C1) | "core": conv/linear only, BN frozen (C3)
+    norm: str = "bn"                 # "bn" | "cfn": fine-tune with CFN in place of BN (C5)
 
     def explainer_kwargs(self) -> dict:
         return {"weighting": self.relevancecam_weighting} if self.explainer == "relevancecam" else {}
@@ -167,6 +176,16 @@ class FinetuneConfig:
             raise ValueError("relevancecam_weighting must be 'spatial' or 'channel'")
         if not 0 <= self.lam <= 1:
             raise ValueError(f"lambda must be in [0, 1], got {self.lam}")
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"unknown trainable {self.trainable!r}; known: {', '.join(TRAINABLE)}")
+        if self.norm not in FINETUNE_NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}; known: {', '.join(FINETUNE_NORMS)}")
+
+    def scenario(self) -> str:
+        """The attack scenario of the CFN paper's Table 6: C1, C3 or C5."""
+        if self.norm == "cfn":
+            return "C5"
+        return "C3" if self.trainable == "core" else "C1"
 
 
 class _Activation:
@@ -256,6 +275,39 @@ def _should_stop(rows, cfg: FinetuneConfig) -> str | None:
     return None
 
 
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_CORE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def _freeze_non_core(model: nn.Module) -> None:
+    """``trainable="core"``: only conv/linear weights and biases keep ``requires_grad``."""
+    for m in model.modules():
+        if not isinstance(m, _CORE_TYPES):
+            for p in m.parameters(recurse=False):
+                p.requires_grad_(False)
+
+
+def _bn_eval(model: nn.Module) -> None:
+    """BatchNorm layers in eval mode: running statistics used, never updated."""
+    for m in model.modules():
+        if isinstance(m, _BN_TYPES):
+            m.eval()
+
+
+def _into_bn_model(original: nn.Module, finetuned: nn.Module) -> nn.Module:
+    """``norm="cfn"``: the fine-tuned conv/linear weights in a copy of the BatchNorm model
+    ``original``, whose BatchNorm layers keep the original running statistics and affine
+    parameters (CFN has none, so the attacker never changed them)."""
+    bn_model = copy.deepcopy(original)
+    missing, unexpected = bn_model.load_state_dict(finetuned.state_dict(), strict=False)
+    bn_names = {n for n, m in bn_model.named_modules() if isinstance(m, _BN_TYPES)}
+    not_bn = [k for k in missing if k.rpartition(".")[0] not in bn_names]
+    if unexpected or not_bn:
+        raise RuntimeError(f"CFN fine-tuned weights do not fit the BatchNorm model: "
+                           f"unexpected {unexpected}, missing non-BatchNorm {not_bn}")
+    return bn_model
+
+
 def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
              val_y: np.ndarray, cfg: FinetuneConfig, out_dir, seed: int, device="cpu",
              meta: dict | None = None, progress: bool = True) -> dict:
@@ -264,6 +316,15 @@ def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_
     Writes ``model.pt``/``model.json`` (the manipulated model, ReLU activations as evaluated),
     ``metrics.csv`` (per epoch: losses, validation accuracy, ASR and the two
     dissimilarities) in ``out_dir``; resumes from ``out_dir/resume.pt``.
+
+    Attack scenarios (CFN paper, Section 6): ``cfg.trainable == "core"`` (C3) optimises only
+    the conv/linear weights and biases, with every BatchNorm layer in eval mode (affine frozen,
+    running statistics untouched, whatever ``bn_mode`` says); ``cfg.norm == "cfn"`` (C5)
+    fine-tunes a copy whose BatchNorm layers are CFN (:func:`xaisec.defenses.apply_defense`,
+    batch statistics, no affine) and saves its conv/linear weights in the original BatchNorm
+    model (original running statistics and affine). The per-epoch validation scores the
+    network being fine-tuned (with CFN for C5); for C5 the saved BatchNorm model's scores are
+    added to the metadata as ``saved_val_*``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -293,7 +354,16 @@ def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_
     size = x.shape[-1]
     target_norm = zscore_channelmax(target_explanation(cfg.target_map, cfg.explainer, size))
 
-    model = copy.deepcopy(original)
+    if cfg.norm == "cfn":
+        from .defenses import apply_defense
+
+        if not any(isinstance(m, _BN_TYPES) for m in original.modules()):
+            raise ValueError("norm='cfn' needs a model with BatchNorm layers to replace")
+        model = apply_defense(original, "cfn")
+    else:
+        model = copy.deepcopy(original)
+    if cfg.trainable == "core":
+        _freeze_non_core(model)
     set_activation(model, "softplus", cfg.softplus_beta)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -311,6 +381,8 @@ def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_
                initial=done, total=cfg.epochs)
     for epoch in ([] if stop else bar):
         model.train(cfg.bn_mode == "train")
+        if cfg.trainable == "core":
+            _bn_eval(model)
         perm = torch.randperm(2 * n, generator=gen)
         sums = torch.zeros(3)
         t_ep = time.perf_counter()
@@ -353,13 +425,22 @@ def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_
 
     set_activation(model, "relu")
     model.eval()
+    saved_val = {}
+    if cfg.norm == "cfn":
+        model = _into_bn_model(original, model)
+        set_activation(model, "relu")
+        model.to(device).eval()
+        saved_val = {"saved_" + k: v for k, v in
+                     _validate(model, ref_val, target_norm, vx, vy, cfg, device).items()}
     metrics = pd.DataFrame(rows)
     last = rows[-1] if rows else {}
-    info = {**(meta or {}), "seed": seed, "finetune": asdict(cfg), "n_train": n,
+    info = {**(meta or {}), "seed": seed, "finetune": asdict(cfg), "scenario": cfg.scenario(),
+            "n_train": n,
             "n_val": len(vx), "epochs_run": len(rows), "stopped": stop or "epoch cap",
             "reference_seconds": ref_seconds,
             "finetune_seconds": float(metrics["seconds"].sum()) if rows else 0.0,
-            **{k: v for k, v in last.items() if k.startswith("val_")}, "fingerprint": fp}
+            **{k: v for k, v in last.items() if k.startswith("val_")}, **saved_val,
+            "fingerprint": fp}
     with io.atomic_path(out_dir / "metrics.csv") as tmp:
         metrics.to_csv(tmp, index=False)
     io.save_model(model, out_dir / "model.pt", info)
@@ -371,7 +452,13 @@ def _fingerprint(cfg: FinetuneConfig, seed: int, original: nn.Module, n: int) ->
     import hashlib
     import json
 
-    h = hashlib.sha256(json.dumps({**asdict(cfg), "seed": seed, "n": n}, sort_keys=True).encode())
+    d = asdict(cfg)
+    # the scenario fields enter only when not at their defaults: fingerprints (and resume
+    # files) of runs made before they existed stay valid
+    for k, default in (("trainable", "all"), ("norm", "bn")):
+        if d[k] == default:
+            del d[k]
+    h = hashlib.sha256(json.dumps({**d, "seed": seed, "n": n}, sort_keys=True).encode())
     for t in original.state_dict().values():
         h.update(t.detach().cpu().numpy().tobytes()[:64])
     return h.hexdigest()[:16]
