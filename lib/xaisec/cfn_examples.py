@@ -1,0 +1,159 @@
+"""Example grids of attacks and the CFN defense (CFN paper, Figures 1, 2 and 19-24).
+
+One row per image, six columns::
+
+    input | original model's map | manipulated model's map | input + trigger |
+    attack: manipulated model's map of the triggered input |
+    defense: the defended manipulated model's map of the triggered input
+
+Explanation panels overlay the map (channel maximum, divided by its own maximum, as the
+explanation error is computed) on the image they explain and are titled with that model's
+top-3 classes and softmax confidences for that input (the paper's figures: CIFAR-10 with
+Grad-CAM, GTSRB with Relevance-CAM; class names from the data set's manifest).
+
+Batch statistics: the original and the manipulated model run with their own BatchNorm in eval
+mode, which does not depend on the batch. The defense (CFN, or ``batchstat``) normalises with
+the statistics of the current batch, so the defended model explains the shown triggered images
+*together with* ``context_x`` (more images, triggered like the shown ones: the evaluation's
+all-triggered batches, :func:`xaisec.explain_cache.batch_plan` ``separate``) in one batch.
+Without ``context_x`` the batch holds only the few shown images, whose statistics are far
+noisier than those of an evaluation batch; pass e.g. 96 random test images to match an
+evaluation batch of 100.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .backdoor import apply_trigger
+from .defenses import DEFENSES, apply_defense
+from .explainers import make_explainer, normalize_max
+from .train import nhwc_to_tensor, to_float
+
+XAI_TITLES = {"grad": "Grad", "gradcam": "Grad-CAM", "relevancecam": "Rel-CAM", "cam": "CAM"}
+PANELS = ("original_clean", "attacked_clean", "attacked_triggered", "defended_triggered")
+
+
+def _check_images(name: str, x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8 images of shape (n, H, W, 3), got "
+                         f"{x.dtype} {x.shape}")
+    return x
+
+
+def _explain(model, explainer: str, x: torch.Tensor, kwargs: dict, device):
+    """Channel-max, max-normalised maps (n, H, W) and softmax probabilities (n, C)."""
+    expl = make_explainer(explainer, model, **kwargs)
+    maps = expl(x.to(device), target=None, create_graph=False).detach().float()
+    probs = torch.softmax(expl.last_logits.detach().float(), 1)
+    return normalize_max(maps)[:, 0].cpu().numpy(), probs.cpu().numpy()
+
+
+def _top_k_title(probs: np.ndarray, class_names, k: int = 3) -> str:
+    top = np.argsort(-probs)[:k]
+    return "\n".join(f"{class_names[i]} {100 * probs[i]:.0f}%" for i in top)
+
+
+def example_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Module, x_uint8, y,
+                 class_names, explainer: str, defense: str = "cfn", trigger: dict | None = None,
+                 paths=(), title: str | None = None, explainer_kwargs: dict | None = None,
+                 context_x=None, device="cpu", alpha: float = 0.5, cmap: str = "jet") -> dict:
+    """Draw the example grid of ``x_uint8`` (n, H, W, 3) with labels ``y`` and save it to
+    ``paths`` (e.g. ``[png, pdf]``; nothing is written if empty).
+
+    ``class_names``: one name per class of the models (the manifest's ``class_names``);
+    ``explainer``: a name for :func:`xaisec.explainers.make_explainer` (with
+    ``explainer_kwargs``); ``defense``: a :data:`xaisec.defenses.DEFENSES` name applied to the
+    manipulated model in the last column; ``trigger``: kwargs of
+    :func:`xaisec.backdoor.apply_trigger`; ``context_x``: uint8 (m, H, W, 3) images explained
+    in the same (triggered) batch as the shown ones by the defended model only (module
+    docstring).
+
+    Returns {panel: {"maps": (n, H, W), "probs": (n, C)}} for the panels of :data:`PANELS`
+    plus "x" and "x_triggered" (uint8, (n, H, W, 3)) and "context_size" (the number of
+    context images in the defended batch).
+    """
+    from matplotlib import pyplot as plt
+
+    from .report import save_figure
+
+    x_np = _check_images("x_uint8", x_uint8)
+    y = np.asarray(y).reshape(-1)
+    if len(x_np) == 0:
+        raise ValueError("no images to show")
+    if len(y) != len(x_np):
+        raise ValueError(f"x_uint8 holds {len(x_np)} images but y holds {len(y)} labels")
+    if defense not in DEFENSES:
+        raise ValueError(f"unknown defense {defense!r}; known: {', '.join(DEFENSES)}")
+    if context_x is not None:
+        context_x = _check_images("context_x", context_x)
+        if context_x.shape[1:] != x_np.shape[1:]:
+            raise ValueError(f"context_x images {context_x.shape[1:]} differ in shape from "
+                             f"the shown ones {x_np.shape[1:]}")
+    class_names = list(class_names)
+    kw = dict(explainer_kwargs or {})
+    device = torch.device(device)
+    n = len(x_np)
+
+    def trig(x):
+        return apply_trigger(x, **(trigger or {}))
+
+    x_clean = to_float(nhwc_to_tensor(x_np))
+    x_trig = trig(x_clean)
+    # copies: the caller's models keep their device and mode
+    orig = apply_defense(original_model, "none").to(device).eval()
+    att = apply_defense(attacked_model, "none").to(device).eval()
+    dfd = apply_defense(attacked_model, defense).to(device).eval()
+    out = {}
+    out["original_clean"] = _explain(orig, explainer, x_clean, kw, device)
+    out["attacked_clean"] = _explain(att, explainer, x_clean, kw, device)
+    out["attacked_triggered"] = _explain(att, explainer, x_trig, kw, device)
+    batch = x_trig if context_x is None else torch.cat(
+        [x_trig, trig(to_float(nhwc_to_tensor(context_x)))])
+    m, p = _explain(dfd, explainer, batch, kw, device)
+    out["defended_triggered"] = (m[:n], p[:n])
+    n_classes = out["original_clean"][1].shape[1]
+    if len(class_names) != n_classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {n_classes} classes")
+
+    img_clean = x_np
+    img_trig = (x_trig.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    xai = XAI_TITLES.get(explainer, explainer)
+    dname = {"cfn": "CFN", "batchstat": "batch stats", "none": "none"}[defense]
+    columns = [("Input", img_clean, None),
+               (f"Orig. model\n{xai}", img_clean, "original_clean"),
+               (f"Man. model\n{xai}", img_clean, "attacked_clean"),
+               ("Input + trigger", img_trig, None),
+               (f"Attack: man. model\n{xai}", img_trig, "attacked_triggered"),
+               (f"Defense ({dname}): man.\nmodel {xai}", img_trig, "defended_triggered")]
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 2.3 * n + 0.6),
+                             squeeze=False)
+    for i in range(n):
+        for j, (head, imgs, panel) in enumerate(columns):
+            ax = axes[i, j]
+            ax.imshow(imgs[i], interpolation="nearest")
+            if panel is None:
+                label = int(y[i])
+                name = class_names[label] if 0 <= label < len(class_names) else str(label)
+                ax.set_xlabel(f"label: {name}", fontsize=7)
+            else:
+                maps, probs = out[panel]
+                ax.imshow(maps[i], cmap=cmap, alpha=alpha, vmin=0, vmax=1,
+                          interpolation="bilinear")
+                ax.set_xlabel(_top_k_title(probs[i], class_names), fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(head, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if paths:
+        save_figure(fig, list(paths))
+    else:
+        plt.close(fig)
+    result = {k: {"maps": v[0], "probs": v[1]} for k, v in out.items()}
+    result["x"], result["x_triggered"] = img_clean, img_trig
+    result["context_size"] = 0 if context_x is None else len(context_x)
+    return result

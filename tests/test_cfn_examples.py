@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+from xaisec.cfn_examples import PANELS, example_grid
+from xaisec.models import build_model
+
+NAMES = ["airplane", "automobile", "bird"]
+
+
+@pytest.fixture(autouse=True)
+def _threads(one_thread):
+    yield
+
+
+def _models():
+    torch.manual_seed(0)
+    original = build_model(arch="resnet20", num_classes=3).eval()
+    attacked = build_model(arch="resnet20", num_classes=3).eval()
+    return original, attacked
+
+
+def _images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("explainer", ["gradcam", "relevancecam"])
+def test_example_grid_writes_figures(tmp_path, explainer):
+    original, attacked = _models()
+    before = {k: v.clone() for k, v in attacked.state_dict().items()}
+    x, y = _images(3), np.array([0, 1, 2])
+    paths = [tmp_path / "ex.png", tmp_path / "ex.pdf"]
+    out = example_grid(original, attacked, x, y, NAMES, explainer, defense="cfn", paths=paths,
+                       title="RH attack and CFN defense", context_x=_images(13, seed=1))
+    assert paths[0].stat().st_size > 10_000 and paths[1].stat().st_size > 0
+    for panel in PANELS:
+        assert out[panel]["maps"].shape == (3, 32, 32)
+        assert out[panel]["probs"].shape == (3, 3)
+        np.testing.assert_allclose(out[panel]["probs"].sum(1), 1, rtol=1e-5)
+        assert out[panel]["maps"].max() <= 1 + 1e-6
+    assert out["context_size"] == 13
+    assert (out["x_triggered"][:, 28:30, 28:30] == 255).all()  # the trigger is shown
+    assert not attacked.training  # the caller's model keeps its mode and weights
+    assert all(torch.equal(v, before[k]) for k, v in attacked.state_dict().items())
+
+
+def test_defended_panel_depends_on_the_context_only():
+    original, attacked = _models()
+    x, y = _images(3), np.array([0, 1, 2])
+    a = example_grid(original, attacked, x, y, NAMES, "gradcam")
+    b = example_grid(original, attacked, x, y, NAMES, "gradcam", context_x=_images(13, seed=1))
+    for panel in ("original_clean", "attacked_clean", "attacked_triggered"):
+        np.testing.assert_allclose(a[panel]["probs"], b[panel]["probs"], atol=1e-6)
+    assert not np.allclose(a["defended_triggered"]["probs"], b["defended_triggered"]["probs"])
+
+
+def test_example_grid_checks_its_inputs(tmp_path):
+    original, attacked = _models()
+    x = _images(3)
+    with pytest.raises(ValueError, match="3 images but y holds 2 labels"):
+        example_grid(original, attacked, x, [0, 1], NAMES, "gradcam")
+    with pytest.raises(ValueError, match="class names"):
+        example_grid(original, attacked, x, [0, 1, 2], NAMES[:2], "gradcam")
+    with pytest.raises(ValueError, match="unknown defense"):
+        example_grid(original, attacked, x, [0, 1, 2], NAMES, "gradcam", defense="robust")
+    with pytest.raises(ValueError, match="uint8"):
+        example_grid(original, attacked, x.astype(np.float32), [0, 1, 2], NAMES, "gradcam")
+    with pytest.raises(ValueError, match="context_x"):
+        example_grid(original, attacked, x, [0, 1, 2], NAMES, "gradcam",
+                     context_x=_images(2)[:, :16])
