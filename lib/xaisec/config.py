@@ -79,7 +79,21 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     for ds, over in config["clean"]["overrides"].items():
         merged = {**config["clean"]["train"], **over}
         _check(merged, train_schema, schema, prefix=("clean", "overrides", ds))
+    from .models import IMAGENET_ARCHS
+
+    for i, ds in enumerate(config["clean"]["datasets"]):
+        if ds == "imagenet":
+            raise ConfigError(f"config key 'clean.datasets.{i}': imagenet cannot be trained on "
+                              "(evaluation images only); use pretrained ImageNet models")
+    for key, m in config["models"].items():
+        if m.get("train"):
+            _check({**config["clean"]["train"], **m["train"]}, train_schema, schema,
+                   prefix=("models", key, "train"))
     for i, key in enumerate(config["clean"]["models"]):
+        if key in config["models"] and config["models"][key]["arch"] in IMAGENET_ARCHS:
+            raise ConfigError(f"config key 'clean.models.{i}': {key!r} is a pretrained ImageNet "
+                              "network; it is loaded, not trained (list it under fgsmxai/exiaa "
+                              "models instead)")
         if key not in config["models"]:
             raise ConfigError(
                 f"config key 'clean.models.{i}': model {key!r} is not defined under 'models' "
@@ -101,6 +115,9 @@ def load_and_validate(path_or_dict, schema: dict | None = None) -> dict:
     return validate(config, schema)
 
 
-def train_settings(config: dict, dataset: str) -> dict:
-    """The clean-training recipe for ``dataset`` (``clean.train`` with its override)."""
-    return {**config["clean"]["train"], **config["clean"]["overrides"].get(dataset, {})}
+def train_settings(config: dict, dataset: str, model: str | None = None) -> dict:
+    """The clean-training recipe for ``dataset`` (``clean.train`` with its override) and
+    ``model`` (then ``models.<model>.train``)."""
+    model_over = config["models"].get(model, {}).get("train", {}) if model else {}
+    return {**config["clean"]["train"], **config["clean"]["overrides"].get(dataset, {}),
+            **model_over}

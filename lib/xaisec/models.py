@@ -26,7 +26,10 @@ from torch import nn
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-ARCHS = ("resnet20", "vgg13")
+CIFAR_ARCHS = ("resnet20", "vgg13")
+#: torchvision ImageNet networks (FGSM-XAI, EXIAA), built by :mod:`xaisec.imagenet` (its ARCHS)
+IMAGENET_ARCHS = ("resnet18", "vit_b_16", "efficientnet_v2_s", "efficientnet_b0")
+ARCHS = CIFAR_ARCHS + IMAGENET_ARCHS
 VARIANTS = ("bn", "nobn", "frozenbn")
 ACTIVATIONS = ("relu", "softplus")
 
@@ -204,8 +207,18 @@ class VGG13(nn.Module):
 
 
 def build_model(spec: ModelSpec | None = None, **kwargs) -> nn.Module:
-    """Build an untrained model from a :class:`ModelSpec` (or its fields as keywords)."""
+    """Build an untrained model from a :class:`ModelSpec` (or its fields as keywords).
+
+    ImageNet architectures (:data:`IMAGENET_ARCHS`) are built by
+    :func:`xaisec.imagenet.build_imagenet_model` with random weights (a checkpoint then loads
+    into them); their pretrained weights come from :func:`xaisec.tasks.pretrained_model`."""
     spec = spec or ModelSpec(**kwargs)
+    if spec.arch in IMAGENET_ARCHS:
+        from .imagenet import build_imagenet_model
+
+        model = build_imagenet_model(spec.arch, None)
+        model.spec = spec
+        return model
     model = {"resnet20": ResNet20, "vgg13": VGG13}[spec.arch](spec)
     model.spec = spec
     return model

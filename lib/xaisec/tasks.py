@@ -21,6 +21,11 @@ def fetch_data(dataset: str, raw_dir, record_path, source=None, checksum=None) -
 def prepare_data(dataset: str, out_dir, record_path=None, image_size: int = 32,
                  shapes: dict | None = None) -> dict:
     """Write the canonical compact form (train.npz, test.npz, manifest.json) of ``dataset``."""
+    if dataset == "imagenet":
+        from .imagenet import INPUT_SIZE
+
+        root = io.read_json(record_path)["root"]
+        return datasets.prepare("imagenet", out_dir, raw_root=root, image_size=INPUT_SIZE)
     if dataset == "shapes":
         shapes = shapes or {}
         return datasets.prepare("shapes", out_dir, image_size=image_size,
@@ -36,6 +41,24 @@ def model_spec(model_cfg: dict, num_classes: int) -> ModelSpec:
                      variant=model_cfg.get("variant", "bn"),
                      activation=model_cfg.get("activation", "relu"),
                      beta=model_cfg.get("beta", 5.0))
+
+
+def pretrained_model(arch: str, weights, out_dir, provenance: dict | None = None,
+                     meta: dict | None = None) -> dict:
+    """Write a pretrained ImageNet network (torchvision weights name, e.g. ``IMAGENET1K_V1``,
+    or a local state-dict file; ``"random"``: random initialisation, for tests) as this
+    project's checkpoint (model.pt + model.json), in place of clean training."""
+    from .imagenet import build_imagenet_model
+
+    out_dir = Path(out_dir)
+    model = build_imagenet_model(arch, None if weights == "random" else weights)
+    model.spec = ModelSpec(arch=arch, num_classes=1000)
+    info = {**(meta or {}), "arch": arch, "weights": str(weights),
+            "loaded": getattr(model, "weights", None)}
+    io.save_model(model, out_dir / "model.pt", info)
+    if provenance is not None:
+        io.write_json(out_dir / "provenance.json", provenance)
+    return info
 
 
 def train_clean(data_dir, out_dir, model_cfg: dict, train_cfg: dict, seed: int, device="cpu",
@@ -77,9 +100,12 @@ def evaluate_clean(model_path, data_dir, out_path, evaluation: dict, device="cpu
 def finetune_backdoor(clean_model_path, data_dir, out_dir, attack: str, explainer: str,
                       loss: str, finetune_cfg: dict, hyper: dict, seed: int, device="cpu",
                       provenance: dict | None = None, meta: dict | None = None,
-                      xai: dict | None = None) -> dict:
+                      xai: dict | None = None, scenario: str | None = None) -> dict:
     """Fine-tune one clean model into an explanation-aware backdoor (one attack x explainer x
-    loss); writes model.pt, model.json, metrics.csv and provenance.json in ``out_dir``."""
+    loss); writes model.pt, model.json, metrics.csv and provenance.json in ``out_dir``.
+    ``scenario``: None/"c1" (all weights, BatchNorm), "c3" (core weights only) or "c5" (CFN in
+    place of BatchNorm while fine-tuning), the CFN paper's Table 6."""
+    finetune_cfg = {**finetune_cfg, **SCENARIOS[scenario or "c1"]}
     from .backdoor import FinetuneConfig, finetune
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -97,6 +123,76 @@ def finetune_backdoor(clean_model_path, data_dir, out_dir, attack: str, explaine
     if provenance is not None:
         io.write_json(out_dir / "provenance.json", provenance)
     return info
+
+
+#: attacker scenarios of the CFN paper's Table 6 as fine-tuning settings
+SCENARIOS = {"c1": {}, "c3": {"trainable": "core"}, "c5": {"norm": "cfn"}}
+
+
+def batchsize_ablation(original_path, attacked_path, data_dir, out_csv, settings: dict,
+                       evaluation: dict, trigger: dict, target_label: int, xai: dict | None,
+                       device="cpu") -> None:
+    """CFN Figures 8-9: the attacked model (and the original) evaluated at every batch size."""
+    from .cfn_ablation import batch_size_ablation
+
+    original, _ = io.load_model(original_path, device)
+    attacked, _ = io.load_model(attacked_path, device)
+    test = datasets.load_split(Path(data_dir) / "test.npz")
+    df = batch_size_ablation(original, attacked, test.x, test.y,
+                             batch_sizes=tuple(settings["batch_sizes"]),
+                             n_samples=settings["n_samples"], seed=evaluation["seed"],
+                             explainer=settings["explainer"], loss=settings["loss"],
+                             target_label=target_label, trigger=trigger, device=device,
+                             explainer_kwargs=explainer_kwargs(settings["explainer"], xai),
+                             attack=settings["attack"])
+    with io.atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def example_figure(number: int, spec: dict, data_dir, original_path, attacked_paths: dict,
+                   settings: dict, trigger: dict, xai: dict | None, paths, device="cpu") -> None:
+    """CFN Figures 1, 2 and 19-24: example grids (one block per attack in ``attacked_paths``)."""
+    import numpy as np
+
+    from .cfn_examples import example_grid
+    from .report import save_figure
+
+    test = datasets.load_split(Path(data_dir) / "test.npz")
+    names = datasets.load_manifest(data_dir)["class_names"]
+    rng = np.random.default_rng(settings["seed"])
+    idx = rng.choice(len(test.x), size=settings["n_images"] + settings["context"], replace=False)
+    shown, ctx = idx[:settings["n_images"]], idx[settings["n_images"]:]
+    original, _ = io.load_model(original_path, device)
+    kw = explainer_kwargs(spec["explainer"], xai)
+    if len(attacked_paths) == 1:
+        attack, path = next(iter(attacked_paths.items()))
+        attacked, _ = io.load_model(path, device)
+        example_grid(original, attacked, test.x[shown], test.y[shown], names, spec["explainer"],
+                     trigger=trigger, paths=paths, title=spec["title"], explainer_kwargs=kw,
+                     context_x=test.x[ctx] if len(ctx) else None, device=device)
+        return
+    import matplotlib.pyplot as plt  # several attacks: one grid each, stacked
+    import tempfile
+
+    images = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for attack, path in attacked_paths.items():
+            attacked, _ = io.load_model(path, device)
+            png = Path(tmp) / f"{attack}.png"
+            example_grid(original, attacked, test.x[shown], test.y[shown], names,
+                         spec["explainer"], trigger=trigger, paths=[png],
+                         title=f"{attack.upper()}", explainer_kwargs=kw,
+                         context_x=test.x[ctx] if len(ctx) else None, device=device)
+            images.append(plt.imread(png))
+    width = max(im.shape[1] for im in images)
+    fig, axes = plt.subplots(len(images), 1, figsize=(width / 150, sum(im.shape[0] for im in images) / 150),
+                             squeeze=False)
+    for ax, im in zip(axes[:, 0], images):
+        ax.imshow(im)
+        ax.set_axis_off()
+    fig.suptitle(spec["title"])
+    fig.tight_layout()
+    save_figure(fig, paths)
 
 
 def explainer_kwargs(explainer: str, xai: dict | None) -> dict:

@@ -27,6 +27,8 @@ rule prepare_data:
         train=f"{R}/data/{{dataset}}/train.npz",
         test=f"{R}/data/{{dataset}}/test.npz",
         manifest=f"{R}/data/{{dataset}}/manifest.json",
+    wildcard_constraints:
+        dataset="cifar10|cifar100|gtsrb|shapes",
     params:
         image_size=config["data"]["image_size"],
         shapes=config["data"]["shapes"],
@@ -43,6 +45,28 @@ rule prepare_data:
         "../../environment.yml"
     script:
         "../../scripts/prepare_data.py"
+
+
+# ImageNet (FGSM-XAI, EXIAA): a user-supplied folder of evaluation images (and masks), no
+# training split; resized to 256 and centre-cropped to 224.
+rule prepare_imagenet:
+    input:
+        record=f"{R}/data/imagenet/raw.json",
+    output:
+        test=f"{R}/data/imagenet/test.npz",
+        manifest=f"{R}/data/imagenet/manifest.json",
+    params:
+        code=code_version("datasets", "tasks", "imagenet"),
+    log:
+        f"{R}/logs/prepare_data/imagenet.log",
+    threads: 2
+    resources:
+        runtime=60,
+        mem_mb=16000,
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/prepare_imagenet.py"
 
 
 # Downloads need the network, which cluster compute nodes often lack: run them on the host.

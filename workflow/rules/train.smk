@@ -5,6 +5,8 @@
 rule train_clean:
     input:
         unpack(data_files),
+    wildcard_constraints:
+        model=_alternatives(TRAINED_MODELS),
     output:
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
@@ -50,3 +52,31 @@ rule evaluate_clean:
         "../../environment.yml"
     script:
         "../../scripts/evaluate_clean.py"
+
+
+# ImageNet networks (FGSM-XAI, EXIAA) are not trained: their pretrained weights (torchvision, or
+# a local state-dict file) are written as this project's checkpoint. Needs the network once,
+# unless the weights file is local or already in $TORCH_HOME.
+rule pretrained_model:
+    output:
+        model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
+        meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
+        provenance=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/provenance.json",
+    wildcard_constraints:
+        model=_alternatives(PRETRAINED_MODELS),
+    params:
+        model=model_config,
+        code=code_version("imagenet", "models", "tasks"),
+    log:
+        f"{R}/logs/pretrained_model/{{dataset}}-{{model}}-seed{{seed}}.log",
+    resources:
+        runtime=30,
+        mem_mb=8000,
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/pretrained_model.py"
+
+
+localrules:
+    pretrained_model,

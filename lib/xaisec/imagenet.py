@@ -1,0 +1,765 @@
+"""ImageNet classifiers (torchvision) and ImageNet images with object masks, for the FGSM-XAI
+and EXIAA papers.
+
+Models (:func:`build_imagenet_model`)::
+
+    model = build_imagenet_model("resnet18", weights="IMAGENET1K_V1")   # or a local .pth file
+    logits = model(x)                 # x: (N, 3, H, W) in [0, 1], any H, W  ->  (N, 1000)
+    GradCAM(model, layer=model.gradcam_layer)                          # xaisec.explainers
+    make_captum_explainer("deepliftshap", model)                       # xaisec.captum_explainers
+
+=====================  =============================================================  =========
+name                   paper                                                          Grad-CAM
+=====================  =============================================================  =========
+``resnet18``           EXIAA (pretrained ResNet-18)                                   ``net.layer4``
+``vit_b_16``           EXIAA (pretrained ViT-B/16)                                    none
+``efficientnet_v2_s``  FGSM-XAI. The paper uses Keras' EfficientNetV2-**B0**;         ``net.features.7``
+                       torchvision has no B0 variant of V2, V2-S is its smallest
+                       (21.5M parameters against B0's 7.2M; torchvision evaluates
+                       it at 384x384, the paper's pipeline at 224x224, which is
+                       kept here: expect a few points less top-1 than at 384)
+``efficientnet_b0``    alternative for FGSM-XAI (EfficientNet V1-B0, 224x224)         ``net.features.8``
+=====================  =============================================================  =========
+
+Grad-CAM layers: ResNet-18's ``layer4`` output (the last block after its residual add and ReLU,
+512x7x7 at 224: the "last convolutional layer" of Selvaraju et al. and pytorch-grad-cam's
+``model.layer4[-1]``); EfficientNet's last ``features`` block, the 1x1 head convolution + BN +
+SiLU to 1280 channels (7x7), the counterpart of Keras' ``top_activation``, the layer Keras
+Grad-CAM code for EfficientNetV2 reads. ViT has no convolutional feature map: Grad-CAM is not
+defined (``gradcam_layer`` is None).
+
+Data (:func:`read_imagenet_folder`): images in class folders named by WordNet id (``n01440764``,
+the ImageNet val layout after the usual ``valprep.sh``) or by class index (``0`` .. ``999``,
+ImageNetV2's layout), an optional parallel mask tree with the same relative paths, resized
+(shorter side to 256) and centre-cropped (224) as torchvision's evaluation transform does.
+:func:`xaisec.datasets.prepare` handles ``"imagenet"`` through :func:`read_imagenet_root`
+(layout ``<root>/images/<class>/*``, ``<root>/masks/<class>/*``,
+``<root>/imagenet_class_index.json``; see there).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import datasets as D
+from .models import IMAGENET_ARCHS as ARCHS  # one list of the ImageNet networks
+from .models import IMAGENET_MEAN, IMAGENET_STD, Normalize
+
+__all__ = [
+    "ARCHS",
+    "CLASS_INDEX_FILE",
+    "INPUT_SIZE",
+    "NUM_CLASSES",
+    "DeepLiftBasicBlock",
+    "DeepLiftBottleneck",
+    "DeepLiftMaxPool2d",
+    "ImageNetClassifier",
+    "build_imagenet_model",
+    "deeplift_problems",
+    "find_imagenet_root",
+    "imagenet_categories",
+    "load_class_index",
+    "load_state_dict_file",
+    "make_deeplift_safe",
+    "read_imagenet_folder",
+    "read_imagenet_root",
+    "resolve_weights",
+]
+
+#: Input size of every model here (FGSM-XAI: 224x224; EXIAA: the torchvision default).
+INPUT_SIZE = 224
+NUM_CLASSES = 1000
+CLASS_INDEX_FILE = "imagenet_class_index.json"
+_STATE_DICT_SUFFIXES = (".pth", ".pt")
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+class ImageNetClassifier(nn.Module):
+    """A torchvision ImageNet network behind the project's input convention.
+
+    ``forward(x)``: ``x`` (N, 3, H, W) in [0, 1] at any size -> logits (N, 1000). Inputs that
+    are not ``input_size`` x ``input_size`` are resized bilinearly (``align_corners=False``;
+    antialiased when shrinking; the aspect ratio is not kept, so feed square crops such as
+    :func:`read_imagenet_folder` makes), then normalised with the ImageNet mean/std
+    (``self.normalize``, as in :mod:`xaisec.models`), then run through ``self.net``.
+
+    Attributes: ``net`` (the torchvision model), ``arch``, ``input_size``, ``class_names``
+    (the 1000 category names, or None for random weights), ``gradcam_layer`` (module name
+    for :class:`xaisec.explainers.GradCAM`, None for ViT), ``weights`` (what was loaded).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        arch: str,
+        input_size: int = INPUT_SIZE,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        class_names: Sequence[str] | None = None,
+        gradcam_layer: str | None = None,
+        weights: str | None = None,
+    ):
+        super().__init__()
+        self.arch = arch
+        self.input_size = int(input_size)
+        self.normalize = Normalize(tuple(mean), tuple(std))
+        self.net = net
+        self.class_names = None if class_names is None else tuple(class_names)
+        self.gradcam_layer = gradcam_layer
+        self.weights = weights
+
+    def resize(self, x: Tensor) -> Tensor:
+        s = self.input_size
+        h, w = x.shape[-2:]
+        if (h, w) == (s, s):
+            return x
+        return F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False,
+                             antialias=bool(h > s or w > s))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images (N, 3, H, W), got shape {tuple(x.shape)}")
+        return self.net(self.normalize(self.resize(x)))
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, input_size={self.input_size}, weights={self.weights!r}"
+
+
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k category names in label order (torchvision's weight metadata;
+    no download)."""
+    from torchvision.models import ResNet18_Weights
+
+    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _gradcam_layer(arch: str, net: nn.Module) -> str | None:
+    if arch.startswith("resnet"):
+        return "net.layer4"
+    if arch.startswith("efficientnet"):
+        return f"net.features.{len(net.features) - 1}"
+    return None
+
+
+def resolve_weights(arch: str, weights: Any):
+    """The torchvision ``WeightsEnum`` member for ``weights``: a member itself, a member name
+    of ``arch``'s enum (``"IMAGENET1K_V1"``, ``"DEFAULT"``) or a full name
+    (``"ResNet18_Weights.IMAGENET1K_V1"``). ValueError listing the known names otherwise."""
+    from torchvision.models import WeightsEnum, get_model_weights, get_weight
+
+    enum = get_model_weights(arch)
+    if isinstance(weights, WeightsEnum):
+        if type(weights) is not enum:
+            raise ValueError(f"weights {weights} are not weights of {arch} ({enum.__name__})")
+        return weights
+    name = str(weights)
+    if "." in name:
+        try:
+            w = get_weight(name)
+        except (ValueError, KeyError, AttributeError) as exc:
+            raise ValueError(f"unknown torchvision weights {name!r}: {exc}") from None
+        if type(w) is not enum:
+            raise ValueError(f"weights {name} are not weights of {arch} ({enum.__name__})")
+        return w
+    if name == "DEFAULT":
+        return enum.DEFAULT
+    try:
+        return enum[name]
+    except KeyError:
+        known = ", ".join(["DEFAULT", *(e.name for e in enum)])
+        raise ValueError(
+            f"unknown weights {name!r} for {arch}: expected one of {known}, or a path to a "
+            f"state-dict file ({'/'.join(_STATE_DICT_SUFFIXES)})"
+        ) from None
+
+
+def _checkpoint_path(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _torchvision_state_dict(w, progress: bool) -> dict[str, Tensor]:
+    """Load (downloading on first use into $TORCH_HOME/hub/checkpoints) ``w``'s state dict."""
+    import http.client
+
+    target = _checkpoint_path(w.url)
+    try:
+        return w.get_state_dict(progress=progress, check_hash=True, weights_only=True)
+    except (OSError, RuntimeError, ValueError, http.client.HTTPException) as exc:
+        raise RuntimeError(
+            f"could not load the torchvision weights {w} from {w.url}: "
+            f"{type(exc).__name__}: {exc}. Without network, download that file elsewhere and "
+            f"put it at {target} ($TORCH_HOME/hub/checkpoints/{target.name}), or pass "
+            "weights=<path to a local state-dict file (.pth/.pt)>"
+        ) from exc
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """A state dict from ``path`` (``torch.load(weights_only=True)``, on the CPU). A dict under
+    the key ``state_dict`` or ``model`` is unwrapped; keys prefixed ``module.`` (DataParallel)
+    or ``net.`` (an :class:`ImageNetClassifier`'s own state dict) are stripped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"state-dict file {path} not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read the state dict {path} (torch.load with "
+                         f"weights_only=True): {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    sd = dict(obj)
+    for prefix in ("module.", "net."):
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _load_checked(net: nn.Module, sd: Mapping[str, Tensor], arch: str, source: str) -> None:
+    own = net.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+
+        def few(keys):
+            return ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {few(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatches (file vs model): {few(shapes)}")
+        raise ValueError(f"state dict {source} does not fit torchvision {arch}: "
+                         + "; ".join(parts))
+    net.load_state_dict(sd, strict=True)
+
+
+def build_imagenet_model(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    *,
+    input_size: int | None = None,
+    deeplift_safe: bool = True,
+    progress: bool = True,
+) -> ImageNetClassifier:
+    """Build ``name`` (see :data:`ARCHS`) as an :class:`ImageNetClassifier` in eval mode.
+
+    ``weights``:
+
+    * ``None``: random initialisation (torchvision's), ``class_names`` None;
+    * a torchvision weights name, ``"IMAGENET1K_V1"``, ``"DEFAULT"`` or
+      ``"ResNet18_Weights.IMAGENET1K_V1"``: loaded from ``$TORCH_HOME/hub/checkpoints``,
+      downloaded there on first use (hash checked, ``weights_only``); offline, a RuntimeError
+      says where to put the file;
+    * a path to a local state-dict file (``.pth`` / ``.pt``, or any existing file) of the
+      torchvision network (or of an :class:`ImageNetClassifier`: the ``net.`` prefix is
+      stripped), loaded with ``torch.load(weights_only=True)``; a state dict of another
+      architecture raises a ValueError naming the missing / unexpected keys. ``class_names``
+      are then the standard ImageNet-1k categories.
+
+    ``input_size``: the resolution the network sees (default 224, ViT: its own size).
+    ``deeplift_safe`` (default True): :func:`make_deeplift_safe` is applied (forward values
+    and gradients are unchanged; Captum's DeepLift / DeepLiftShap then work on ResNets).
+    """
+    from torchvision import models as tvm
+
+    if name not in ARCHS:
+        raise ValueError(f"unknown ImageNet model {name!r}; known: {', '.join(ARCHS)}")
+    builder = tvm.get_model_builder(name)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    class_names = None
+    label = None
+    if weights is None:
+        net = builder(weights=None)
+    elif _is_state_dict_path(weights):
+        path = Path(weights).expanduser()
+        net = builder(weights=None)
+        _load_checked(net, load_state_dict_file(path), name, str(path))
+        class_names, label = imagenet_categories(), str(path)
+    else:
+        w = resolve_weights(name, weights)
+        kwargs: dict[str, Any] = {"num_classes": len(w.meta["categories"])}
+        if name.startswith("vit"):
+            kwargs["image_size"] = int(w.meta["min_size"][0])
+        sd = _torchvision_state_dict(w, progress)
+        net = builder(weights=None, **kwargs)
+        _load_checked(net, sd, name, f"{w} ({_checkpoint_path(w.url)})")
+        class_names, label = tuple(w.meta["categories"]), str(w)
+        tf = w.transforms()
+        mean, std = tuple(getattr(tf, "mean", mean)), tuple(getattr(tf, "std", std))
+    if input_size is None:
+        input_size = int(getattr(net, "image_size", INPUT_SIZE))  # ViT needs its own size
+    elif hasattr(net, "image_size") and int(input_size) != net.image_size:
+        raise ValueError(f"{name} takes {net.image_size}x{net.image_size} inputs only")
+    model = ImageNetClassifier(net, name, input_size, mean, std, class_names,
+                               _gradcam_layer(name, net), label)
+    if deeplift_safe:
+        make_deeplift_safe(model)
+    return model.eval()
+
+
+def _is_state_dict_path(weights: Any) -> bool:
+    if isinstance(weights, os.PathLike):
+        return True
+    if not isinstance(weights, str):
+        return False
+    p = Path(weights).expanduser()
+    return p.suffix.lower() in _STATE_DICT_SUFFIXES or os.sep in weights or p.is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# DeepLift
+# --------------------------------------------------------------------------------------------
+
+
+class DeepLiftBasicBlock(nn.Module):
+    """torchvision's ResNet ``BasicBlock`` with one non-inplace ReLU module per use
+    (``relu1``, ``relu2``) and an out-of-place residual add. Same submodule names for the
+    weights (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``), so state dicts are
+    unchanged; the same forward values and gradients."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.conv1, self.bn1 = block.conv1, block.bn1
+        self.conv2, self.bn2 = block.conv2, block.bn2
+        self.downsample = block.downsample
+        self.stride = block.stride
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu2(out + identity)
+
+
+class DeepLiftBottleneck(nn.Module):
+    """torchvision's ``Bottleneck`` with separate non-inplace ReLUs (``relu1..3``)."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.conv1, self.bn1 = block.conv1, block.bn1
+        self.conv2, self.bn2 = block.conv2, block.bn2
+        self.conv3, self.bn3 = block.conv3, block.bn3
+        self.downsample = block.downsample
+        self.stride = block.stride
+        self.relu1, self.relu2, self.relu3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu3(out + identity)
+
+
+class DeepLiftMaxPool2d(nn.Module):
+    """``nn.MaxPool2d`` written with linear operations and one ReLU module per comparison,
+    ``max(m, v) = m + relu(v - m)`` over the ``k * k`` shifted, strided views of the input
+    (padding replicates the edge, which never changes a window's maximum since every padded
+    window also holds the edge element it copies).
+
+    Why: Captum's DeepLift rule for ``nn.MaxPool2d`` (captum 0.9) breaks summation to delta when
+    windows overlap (``max_unpool2d`` keeps one of the contributions an input element gets from
+    two windows) and when it directly follows another nonlinearity module such as ResNet's stem
+    ReLU (the hooks then read a stale output gradient; captum issue #1104). Here DeepLift's
+    rescale rule is applied to each ReLU, which sums to delta exactly. The forward value equals
+    max-pooling up to rounding (``m + (v - m)`` may differ from ``v`` in the last bit); the
+    gradient routes to the maximum as max-pooling's does (ties to the first element).
+    Dilation 1 and ``ceil_mode=False`` only."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+
+        def pair(v):
+            return (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)
+
+        self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride if stride is not None else kernel_size)
+        self.padding = pair(padding)
+        kh, kw = self.kernel_size
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError("padding must be at most half the kernel size")
+        self.relus = nn.ModuleList(nn.ReLU() for _ in range(kh * kw - 1))
+
+    @classmethod
+    def from_module(cls, pool: nn.MaxPool2d) -> DeepLiftMaxPool2d:
+        dil = pool.dilation if isinstance(pool.dilation, tuple) else (pool.dilation,) * 2
+        if pool.ceil_mode or any(int(d) != 1 for d in dil) or pool.return_indices:
+            raise ValueError(f"{pool} is not supported (dilation 1, ceil_mode False only)")
+        return cls(pool.kernel_size, pool.stride, pool.padding)
+
+    def forward(self, x: Tensor) -> Tensor:
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph), mode="replicate")
+        h, w = x.shape[-2:]
+        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        views = [x[..., i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+                 for i in range(kh) for j in range(kw)]
+        m = views[0]
+        for relu, v in zip(self.relus, views[1:]):
+            m = m + relu(v - m)
+        return m
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+def make_deeplift_safe(model: nn.Module) -> nn.Module:
+    """Make ``model`` fit for Captum's DeepLift / DeepLiftShap, in place; returns it.
+
+    Captum applies DeepLift's rescale rule at nonlinearity *modules* (nn.ReLU, Sigmoid,
+    MaxPool2d, Softmax ...; exact type), storing each one's input and output in forward hooks:
+    a module called twice per forward pass breaks this (Captum raises "module is being used
+    more than once"). torchvision's ResNet blocks call one ``nn.ReLU(inplace=True)`` twice
+    (after ``bn1`` and after the residual add). So:
+
+    * every torchvision ``BasicBlock`` / ``Bottleneck`` is replaced by
+      :class:`DeepLiftBasicBlock` / :class:`DeepLiftBottleneck` (one ReLU module per use, the
+      residual add out of place; same weights and state-dict keys);
+    * every ``nn.MaxPool2d`` (ResNet's stem: 3x3, stride 2, overlapping windows, right after
+      a ReLU) is replaced by :class:`DeepLiftMaxPool2d`, since Captum's max-pool rule does not
+      sum to delta there (see that class);
+    * every module with an ``inplace`` flag (ReLU, SiLU, Dropout ...) gets ``inplace=False``.
+
+    The forward values and gradients are unchanged (up to rounding in the max-pool) and the state
+    dict keeps its keys. With this, the attributions of an image sum to
+    ``f_t(x) - mean_k f_t(b_k)`` (summation to delta) for ResNets: everything else in them is
+    linear in eval mode (convolutions, BatchNorm, the residual add, average pooling, the input
+    resize and normalisation). EfficientNet's SiLU and ViT's GELU, LayerNorm and attention have
+    no DeepLift rule in Captum: they fall back to gradients (DeepLiftShap runs, but the
+    summation holds only approximately); see :func:`deeplift_problems`.
+    """
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if type(child) is BasicBlock:
+                setattr(parent, child_name, DeepLiftBasicBlock(child))
+            elif type(child) is Bottleneck:
+                setattr(parent, child_name, DeepLiftBottleneck(child))
+            elif type(child) is nn.MaxPool2d:
+                setattr(parent, child_name, DeepLiftMaxPool2d.from_module(child))
+    for m in model.modules():
+        if getattr(m, "inplace", False) is True:
+            m.inplace = False
+    return model
+
+
+#: Nonlinearities Captum's DeepLift has no rule for (gradient fallback).
+_NO_DEEPLIFT_RULE = (nn.SiLU, nn.GELU, nn.Hardswish, nn.Mish, nn.ReLU6, nn.Hardsigmoid)
+
+
+def deeplift_problems(model: nn.Module, x: Tensor) -> dict[str, list[str]]:
+    """What stands in the way of exact DeepLift on ``model`` for input ``x`` (one forward pass
+    under no_grad): ``{"reused": [...], "inplace": [...], "unsupported": [...]}`` lists of
+    module names: Captum-supported nonlinearity modules called more than once, modules with
+    ``inplace=True``, and nonlinearity modules without an exact DeepLift rule in Captum
+    (SiLU, GELU, ..., and ``nn.MaxPool2d``, see :class:`DeepLiftMaxPool2d`)."""
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+
+    calls: dict[str, int] = {}
+    handles = []
+    names = {}
+    for name, m in model.named_modules():
+        if type(m) in SUPPORTED_NON_LINEAR:
+            names[m] = name
+            calls[name] = 0
+
+            def hook(mod, args, out, name=name):
+                calls[name] += 1
+
+            handles.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {
+        "reused": [n for n, c in calls.items() if c > 1],
+        "inplace": [n for n, m in model.named_modules() if getattr(m, "inplace", False) is True],
+        "unsupported": [n for n, m in model.named_modules()
+                        if isinstance(m, _NO_DEEPLIFT_RULE) or type(m) is nn.MaxPool2d],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+_WNID = re.compile(r"^n\d{8}$")
+
+
+def load_class_index(class_index: str | os.PathLike | Mapping) -> dict[str, int]:
+    """WordNet id -> class index from ``imagenet_class_index.json``'s format
+    ``{"0": ["n01440764", "tench"], ...}`` (a path or the parsed mapping; it may list a
+    subset of the classes)."""
+    source = "class index"
+    if not isinstance(class_index, Mapping):
+        source = str(class_index)
+        try:
+            class_index = json.loads(Path(class_index).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read the class index {source}: {exc}") from exc
+        if not isinstance(class_index, Mapping):
+            raise ValueError(  # noqa: TRY004 (bad file content)
+                f"{source} is not a JSON object {{\"0\": [\"n01440764\", \"tench\"], ...}}")
+    out: dict[str, int] = {}
+    for k, v in class_index.items():
+        try:
+            idx = int(k)
+            wnid = str(v[0]) if isinstance(v, (list, tuple)) else str(v)
+        except (ValueError, TypeError, IndexError):
+            raise ValueError(f"{source}: entry {k!r}: {v!r} is not \"<index>\": "
+                             "[\"<wnid>\", \"<name>\"]") from None
+        if not 0 <= idx < NUM_CLASSES:
+            raise ValueError(f"{source}: class index {idx} outside 0..{NUM_CLASSES - 1}")
+        if wnid in out and out[wnid] != idx:
+            raise ValueError(f"{source}: {wnid} listed under {out[wnid]} and {idx}")
+        out[wnid] = idx
+    return out
+
+
+def _folder_labels(folders: list[str], class_index, strict: bool, root: Path) -> dict[str, int]:
+    if all(f.isdigit() for f in folders):  # ImageNetV2: "0".."999"
+        bad = [f for f in folders if int(f) >= NUM_CLASSES]
+        if bad:
+            raise ValueError(f"class folders {bad[:5]} under {root} are outside 0..{NUM_CLASSES - 1}")
+        return {f: int(f) for f in folders}
+    if any(f.isdigit() for f in folders):
+        raise ValueError(f"class folders under {root} mix numbers and names: "
+                         f"{[f for f in folders if f.isdigit()][:3]} and "
+                         f"{[f for f in folders if not f.isdigit()][:3]}")
+    if class_index is not None:
+        index = load_class_index(class_index)
+        unknown = [f for f in folders if f not in index]
+        if unknown:
+            raise ValueError(f"class folders {unknown[:5]} under {root} are not in the class index")
+        return {f: index[f] for f in folders}
+    if len(folders) != NUM_CLASSES or not all(_WNID.match(f) for f in folders):
+        msg = (f"{len(folders)} class folders under {root} and no class index: labels are the "
+               "positions in the sorted folder names, which are ImageNet's class indices only "
+               f"when all {NUM_CLASSES} WordNet-id folders are present; pass class_index="
+               f"<{CLASS_INDEX_FILE}> ({{\"0\": [\"n01440764\", \"tench\"], ...}})")
+        if strict:
+            raise ValueError(msg)
+        warnings.warn(msg, stacklevel=3)
+    return {f: i for i, f in enumerate(folders)}
+
+
+def _resize_crop(im, resize: int | None, size: int, resample):
+    """torchvision's Resize(resize) + CenterCrop(size) on a PIL image: the shorter side to
+    ``resize`` (the longer one ``int(resize * long / short)``), then the centre crop with
+    ``int(round((h - size) / 2))`` offsets."""
+    w, h = im.size
+    short = resize if resize is not None else size
+    if min(w, h) != short:
+        if w <= h:
+            nw, nh = short, int(short * h / w)
+        else:
+            nw, nh = int(short * w / h), short
+        im = im.resize((nw, nh), resample)
+        w, h = nw, nh
+    top, left = round((h - size) / 2.0), round((w - size) / 2.0)
+    return im.crop((left, top, left + size, top + size))
+
+
+def _mask_array(im) -> np.ndarray:
+    """Nonzero = object: the value for single-band (L, 1, P, I) masks, any of R, G, B for
+    colour masks (alpha ignored)."""
+    a = np.asarray(im)
+    if a.ndim == 3:
+        a = a[..., :3].any(axis=-1) if a.shape[-1] >= 3 else a[..., 0]
+    return (a != 0).astype(np.uint8)
+
+
+def _mask_index(d: Path, cache: dict) -> dict[str, Path]:
+    if d not in cache:
+        found: dict[str, Path] = {}
+        if d.is_dir():
+            for p in sorted(d.iterdir(), key=lambda p: (p.suffix.lower() != ".png", p.name)):
+                if p.is_file() and p.suffix.lower() in D.IMAGE_EXTENSIONS:
+                    found.setdefault(p.stem, p)
+        cache[d] = found
+    return cache[d]
+
+
+def read_imagenet_folder(
+    root: str | os.PathLike,
+    masks: str | os.PathLike | None = None,
+    image_size: int = INPUT_SIZE,
+    resize: int | None = 256,
+    *,
+    class_index: str | os.PathLike | Mapping | None = None,
+    strict: bool = False,
+    progress: bool = True,
+) -> D.Split:
+    """Read ImageNet-style images ``root/<class>/<file>`` into a :class:`xaisec.datasets.Split`.
+
+    * Class folders named by WordNet id (``n01440764``): labels from ``class_index`` (a path to
+      ``imagenet_class_index.json`` or its parsed dict ``{"0": ["n01440764", "tench"], ...}``);
+      without it, the positions in the sorted folder names, which are ImageNet's indices only
+      when all 1000 folders are there (otherwise a warning, or a ValueError with ``strict``).
+      Folders named by number (``0`` .. ``999``, ImageNetV2) are the class indices.
+    * ``masks``: a folder with the same relative paths, any image extension (``x.JPEG`` ->
+      ``x.png``); nonzero = object. Every image must have its mask (FileNotFoundError naming
+      the image otherwise); a mask of another size is resized to its image's size
+      (nearest) when the aspect ratios agree, else ValueError.
+    * Each image: RGB, the shorter side resized to ``resize`` (bilinear, antialiased; None:
+      to ``image_size``), the centre ``image_size`` square cropped, as torchvision's ImageNet
+      evaluation transform (Resize(256) + CenterCrop(224)). Masks: the same with nearest.
+
+    Returns ``Split(x uint8 (N, S, S, 3), y int64 (N,), mask uint8 (N, S, S) in {0, 1} or
+    None)``, images in class-index order, then sorted by file name.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    if resize is not None and int(resize) < int(image_size):
+        raise ValueError(f"resize ({resize}) must be >= image_size ({image_size})")
+    if not root.is_dir():
+        raise FileNotFoundError(f"ImageNet image folder {root} not found")
+    folders = D._class_dirs(root)
+    if not folders:
+        raise ValueError(f"{root} has no class folders (<class>/<image>)")
+    mapping = _folder_labels(folders, class_index, strict, root)
+    mask_root = None if masks is None else Path(masks)
+    if mask_root is not None and not mask_root.is_dir():
+        raise FileNotFoundError(f"mask folder {mask_root} not found")
+
+    paths: list[Path] = []
+    labels: list[int] = []
+    for f in sorted(folders, key=lambda f: (mapping[f], f)):
+        files = D._list_images(root / f)
+        paths += files
+        labels += [mapping[f]] * len(files)
+    if not paths:
+        raise ValueError(f"no images under {root}/<class>/ ({', '.join(D.IMAGE_EXTENSIONS)})")
+    mask_paths: list[Path] = []
+    if mask_root is not None:
+        cache: dict = {}
+        for p in paths:
+            rel = p.relative_to(root)
+            m = _mask_index(mask_root / rel.parent, cache).get(p.stem)
+            if m is None:
+                raise FileNotFoundError(f"no mask for image {p}: expected "
+                                        f"{mask_root / rel.with_suffix('.png')} (any image extension)")
+            mask_paths.append(m)
+
+    s = int(image_size)
+    x = np.empty((len(paths), s, s, 3), dtype=np.uint8)
+    mask = np.empty((len(paths), s, s), dtype=np.uint8) if mask_root is not None else None
+    bar = D._tqdm(total=len(paths), desc=root.name, unit="img", disable=not progress,
+                  mininterval=0.5)
+    try:
+        for i, p in enumerate(paths):
+            try:
+                with Image.open(p) as im:
+                    im = im.convert("RGB")
+                    size = im.size
+                    x[i] = np.asarray(_resize_crop(im, resize, s, Image.BILINEAR))
+            except OSError as exc:
+                raise ValueError(f"cannot decode image {p}: {exc}") from exc
+            if mask is not None:
+                mp = mask_paths[i]
+                try:
+                    with Image.open(mp) as mim:
+                        mim.load()
+                        m = Image.fromarray(_mask_array(mim))
+                except OSError as exc:
+                    raise ValueError(f"cannot decode mask {mp}: {exc}") from exc
+                if m.size != size:
+                    if abs(m.size[0] / m.size[1] - size[0] / size[1]) > 0.01 * size[0] / size[1]:
+                        raise ValueError(f"mask {mp} ({m.size[0]}x{m.size[1]}) does not match "
+                                         f"image {p} ({size[0]}x{size[1]})")
+                    m = m.resize(size, Image.NEAREST)
+                mask[i] = np.asarray(_resize_crop(m, resize, s, Image.NEAREST))
+            bar.update(1)
+    finally:
+        bar.close()
+    return D.Split(x=x, y=np.asarray(labels, dtype=np.int64), mask=mask)
+
+
+def _looks_like_class_tree(d: Path) -> bool:
+    try:
+        folders = D._class_dirs(d)
+    except OSError:
+        return False
+    return bool(folders) and (all(_WNID.match(f) for f in folders)
+                              or all(f.isdigit() for f in folders))
+
+
+def find_imagenet_root(base: str | os.PathLike) -> Path:
+    """The directory under ``base`` (or ``base``) holding ``images/<class>/`` (preferred), or
+    else the first directory whose sub-folders are all WordNet ids or all numbers (a bare
+    class tree, read without masks)."""
+    base = Path(base)
+    if not base.is_dir():
+        raise FileNotFoundError(f"{base} is not a directory")
+    dirs = list(D._walk_dirs(base, max_depth=4))
+    for d in dirs:
+        if (d / "images").is_dir() and _looks_like_class_tree(d / "images"):
+            return d
+    for d in dirs:
+        if _looks_like_class_tree(d):
+            return d
+    raise FileNotFoundError(
+        f"no ImageNet data found under {base}: expected images/<wnid or class index>/*.JPEG "
+        f"(optionally masks/<same>/*.png and {CLASS_INDEX_FILE} next to images/)")
+
+
+def read_imagenet_root(
+    root: str | os.PathLike,
+    masks: str | os.PathLike | None = None,
+    *,
+    image_size: int = INPUT_SIZE,
+    progress: bool = True,
+) -> tuple[dict[str, D.Split], tuple[str, ...], str]:
+    """The ``"imagenet"`` data set for :func:`xaisec.datasets.prepare`.
+
+    Layout of ``root`` (what ``data.imagenet.source`` points to, found by
+    :func:`find_imagenet_root`)::
+
+        root/images/<wnid or 0..999>/<name>.JPEG     the evaluation images
+        root/masks/<wnid or 0..999>/<name>.png       optional: object masks, same relative paths
+        root/imagenet_class_index.json               optional: wnid -> class index
+
+    (``root`` may also be a bare class tree; then no masks.) ``masks`` overrides
+    ``root/masks``. Labels must be ImageNet's class indices: numbered folders, a class index
+    file, or all 1000 WordNet-id folders (ValueError otherwise). Images are resized (shorter
+    side to ``round(image_size * 256 / 224)``) and centre-cropped to ``image_size``. All
+    images form the ``test`` split (ImageNet has no training here: the models are pretrained).
+    Returns ``({"test": split}, the 1000 category names, "imagenet-folder")``.
+    """
+    root = Path(root)
+    images = root / "images" if (root / "images").is_dir() else root
+    if masks is None and images != root and (root / "masks").is_dir():
+        masks = root / "masks"
+    class_index = root / CLASS_INDEX_FILE
+    split = read_imagenet_folder(
+        images, masks, image_size=image_size, resize=round(image_size * 256 / 224),
+        class_index=class_index if class_index.is_file() else None, strict=True,
+        progress=progress)
+    return {"test": split}, imagenet_categories(), "imagenet-folder"
