@@ -104,3 +104,18 @@ def test_nhwc_to_tensor():
 def test_bad_train_config():
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="cosine")
+
+
+def test_divergence_is_a_clear_error(tmp_path, one_thread):
+    """A NaN loss stops training with an error naming the fix, and saves no model."""
+    from xaisec.models import build_model
+    from xaisec.train import TrainConfig, TrainingDiverged, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(32, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=32)
+    model = build_model(arch="resnet20", variant="nobn")
+    with pytest.raises(TrainingDiverged, match="models.<key>.train.lr"):
+        fit(model, x, y, x[:8], y[:8], TrainConfig(epochs=1, batch_size=16, lr=1e6), tmp_path,
+            0, progress=False)
+    assert not (tmp_path / "model.pt").exists()

@@ -161,6 +161,10 @@ def evaluate_accuracy(model, x, y, batch_size=500, device=None) -> tuple[float, 
             F.cross_entropy(logits, y).item())
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
 def fit(model: nn.Module, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
         test_y: np.ndarray, cfg: TrainConfig, out_dir, seed: int, device="cpu",
         meta: dict | None = None, progress: bool = True) -> dict:
@@ -195,6 +199,11 @@ def fit(model: nn.Module, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
         lr = opt.param_groups[0]["lr"]
         m = train_epoch(model, opt, sched, x, y, cfg, gen, device, desc=f"epoch {epoch}",
                         progress=progress)
+        if not math.isfinite(m["train_loss"]):
+            raise TrainingDiverged(
+                f"{out_dir}: training diverged in epoch {epoch} (loss {m['train_loss']}) with "
+                f"lr {cfg.lr}; nothing was saved. Lower the learning rate for this model "
+                f"(models.<key>.train.lr in the config), e.g. for a model without BatchNorm")
         acc, loss = evaluate_accuracy(model, tx, ty, cfg.eval_batch_size, device)
         rows.append({"epoch": epoch, "lr": lr, **m, "test_loss": loss, "test_acc": acc})
         bar.set_postfix(loss=f"{m['train_loss']:.3f}", acc=f"{acc:.4f}",
