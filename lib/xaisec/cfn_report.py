@@ -524,7 +524,8 @@ _BS_MODES = {
     "none": "none", "attack": "none", "attacked": "none", "non-robust": "none",
     "attacked non-robust": "none",
     "cfn": "cfn", "robust": "cfn", "defense (cfn)": "cfn", "attacked robust": "cfn",
-    "batchstat": "batchstat", "defense (batchstat)": "batchstat",
+    "attacked + cfn": "cfn",  # the names of xaisec.cfn_ablation.MODES
+    "batchstat": "batchstat", "defense (batchstat)": "batchstat", "attacked + batchstat": "batchstat",
     "original": "original", "orig": "original",
 }
 _BS_LABELS = {"cfn": "Attacked, Robust (CFN)", "batchstat": "Attacked, batch statistics + affine",

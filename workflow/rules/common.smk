@@ -17,8 +17,18 @@ except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
 R = config["results"]
-DATASETS = ("cifar10", "cifar100", "gtsrb", "shapes")
-REAL_DATASETS = ("cifar10", "cifar100", "gtsrb")
+DATASETS = ("cifar10", "cifar100", "gtsrb", "shapes", "imagenet")
+REAL_DATASETS = ("cifar10", "cifar100", "gtsrb", "imagenet")
+# torchvision ImageNet networks: loaded pretrained (rule pretrained_model), never trained
+from xaisec.models import IMAGENET_ARCHS  # noqa: E402
+
+PRETRAINED_MODELS = [k for k, v in config["models"].items() if v["arch"] in IMAGENET_ARCHS]
+TRAINED_MODELS = [k for k in config["models"] if k not in PRETRAINED_MODELS]
+
+
+def _alternatives(keys):
+    return "|".join(sorted(keys, key=len, reverse=True)) or "__none__"
+
 LIB = Path(workflow.basedir).parent / "lib" / "xaisec"
 
 
@@ -42,6 +52,8 @@ wildcard_constraints:
     fxm="smoothgrad|gradcam|lime",
     exm="saliency|ig|deepliftshap",
     selection="runnerup|others|top|low",
+    scenario="c3|c5",
+    n=r"\d+",
 
 
 def code_version(*modules):
@@ -53,7 +65,7 @@ def code_version(*modules):
 
 
 def prepare_code_version(wildcards):
-    extra = ("shapes",) if wildcards.dataset == "shapes" else ()
+    extra = {"shapes": ("shapes",), "imagenet": ("imagenet",)}.get(wildcards.dataset, ())
     return code_version("datasets", "tasks", *extra)
 
 
@@ -63,7 +75,10 @@ def data_dir(dataset):
 
 def data_files(wildcards):
     d = data_dir(wildcards.dataset)
-    return {"train": f"{d}/train.npz", "test": f"{d}/test.npz", "manifest": f"{d}/manifest.json"}
+    files = {"test": f"{d}/test.npz", "manifest": f"{d}/manifest.json"}
+    if wildcards.dataset != "imagenet":  # ImageNet: evaluation images only
+        files["train"] = f"{d}/train.npz"
+    return files
 
 
 def data_source(wildcards):
@@ -106,7 +121,7 @@ def training_labels():
 
 
 def train_params(wildcards):
-    return train_settings(config, wildcards.dataset)
+    return train_settings(config, wildcards.dataset, wildcards.model)
 
 
 # ---------------------------------------------------------------- CFN backdoors
@@ -212,6 +227,177 @@ def cfn_targets():
             out += [f"{R}/figures/cfn_fig{n}.{ext}" for ext in ("png", "pdf")]
     if out:
         out += [f"{R}/tables/cfn_comparison.{ext}" for ext in ("csv", "md")]
+    return out
+
+
+# ---------------------------------------------------------------- CFN: the rest of the paper
+
+from xaisec.cfn_report import SRC_FIGURES, WEIGHT_FIGURES, model_regime  # noqa: E402
+
+
+def first_seed():
+    return config["clean"]["seeds"][0]
+
+
+def runs_of_regime(dataset, regime, attacks=None, losses=None):
+    return [r for r in backdoor_runs() if r[0] == dataset and model_regime(r[1]) == regime
+            and (attacks is None or r[3] in attacks) and (losses is None or r[5] in losses)]
+
+
+def cfn_table5_inputs(wildcards):
+    d = config["backdoor"]["tables"]["table5"]
+    return per_sample_files(runs_of_regime(d, "nobn", losses=("mse",))
+                            + runs_of_regime(d, "frozenbn", losses=("mse",)))
+
+
+def cfn_table8_inputs(wildcards):
+    return per_sample_files(runs_of_regime(config["backdoor"]["tables"]["table8"], "softplus",
+                                           losses=("mse",)))
+
+
+def cfn_srcp_inputs(wildcards):
+    spec = SRC_FIGURES[int(wildcards.n)]
+    regime = spec["models"]
+    if regime == "bn":  # Figures 12, 13: the runs of Figures 5, 6
+        runs = [r for r in runs_where(None, spec["attacks"], ("mse",)) if model_regime(r[1]) == "bn"]
+    else:
+        d = config["backdoor"]["tables"]["table8" if regime == "softplus" else "table5"]
+        runs = runs_of_regime(d, regime, spec["attacks"], ("mse",))
+    return per_sample_files(runs)
+
+
+def scenario_runs():
+    sc = config["backdoor"]["scenarios"]
+    return [(d, m, s, a, e, sc["loss"], c) for d in sc["datasets"] for m in sc["models"]
+            for s in config["clean"]["seeds"] for a in sc["attacks"] for e in sc["explainers"]
+            for c in sc["scenarios"]]
+
+
+def scenario_dir(d, m, s, a, e, lo, c):
+    return f"{run_dir(d, m, s, a, e, lo)}-{c}"
+
+
+def cfn_table7_inputs(wildcards):
+    runs = scenario_runs()
+    return {"scenario": [f"{scenario_dir(*r)}/accuracy.json" for r in runs],
+            "clean": [f"{model_dir(*r[:3])}/clean/accuracy.json" for r in runs]}
+
+
+def weight_pairs(number):
+    w = config["backdoor"]["weights"]
+    regimes = w["vgg"] if int(number) == 11 else w["resnet"]
+    pairs = []
+    for regime, key in regimes.items():
+        for r in backdoor_runs():
+            if r[0] == w["dataset"] and r[1] == key:
+                pairs.append({"regime": regime, "model": key,
+                              "original": f"{model_dir(*r[:3])}/clean/model.pt",
+                              "attacked": f"{run_dir(*r)}/model.pt"})
+    return pairs
+
+
+def cfn_weight_inputs(wildcards):
+    return sorted({p for q in weight_pairs(wildcards.n) for p in (q["original"], q["attacked"])})
+
+
+def cfn_weight_params(wildcards):
+    return weight_pairs(wildcards.n)
+
+
+def ablation_run():
+    a = config["backdoor"]["ablation"]
+    return (a["dataset"], a["model"], first_seed(), a["attack"], a["explainer"], a["loss"])
+
+
+def ablation_csv():
+    return f"{run_dir(*ablation_run())}/batchsize.csv"
+
+
+# Figures 1, 2, 19-24: (data set key, explainer, attacks)
+EXAMPLE_FIGURES = {
+    1: ("cifar", "gradcam", ("sf", "rh", "fd")), 2: ("cifar", "gradcam", ("sf", "rh", "fd")),
+    19: ("cifar", "gradcam", ("fd",)), 20: ("cifar", "gradcam", ("rh",)),
+    21: ("cifar", "gradcam", ("sf",)), 22: ("gtsrb", "relevancecam", ("fd",)),
+    23: ("gtsrb", "relevancecam", ("rh",)), 24: ("gtsrb", "relevancecam", ("sf",)),
+}
+
+
+def example_runs(number):
+    ex = config["backdoor"]["examples"]
+    key, xai, attacks = EXAMPLE_FIGURES[int(number)]
+    d = ex[key]
+    return {a: (d, ex["model"], first_seed(), a, xai, ex["loss"]) for a in attacks}
+
+
+def cfn_example_inputs(wildcards):
+    runs = example_runs(wildcards.n)
+    d, m, s = next(iter(runs.values()))[:3]
+    return {"test": f"{data_dir(d)}/test.npz", "manifest": f"{data_dir(d)}/manifest.json",
+            "original": f"{model_dir(d, m, s)}/clean/model.pt",
+            **{a: f"{run_dir(*r)}/model.pt" for a, r in runs.items()}}
+
+
+def cfn_example_spec(wildcards):
+    n = int(wildcards.n)
+    key, xai, attacks = EXAMPLE_FIGURES[n]
+    what = {1: "attacks and defenses", 2: "attack profiles"}.get(n, f"{attacks[0].upper()} attack and defense")
+    return {"explainer": xai, "attacks": list(attacks),
+            "title": f"CFN paper, Figure {n} (reproduced): {what}, "
+                     f"{config['backdoor']['examples'][key]}, {xai}"}
+
+
+def cfn_table_extra_inputs(wildcards):
+    n = int(wildcards.n)
+    if n == 5:
+        return {"per_sample": cfn_table5_inputs(wildcards)}
+    if n == 8:
+        return {"per_sample": cfn_table8_inputs(wildcards)}
+    if n == 7:
+        return cfn_table7_inputs(wildcards)
+    return {}  # Table 6: the scenario matrix, no inputs
+
+
+def cfn_figure_extra_inputs(wildcards):
+    n = int(wildcards.n)
+    if n in SRC_FIGURES:
+        return {"per_sample": cfn_srcp_inputs(wildcards)}
+    if n in WEIGHT_FIGURES:
+        return {"models": cfn_weight_inputs(wildcards)}
+    if n in (8, 9):
+        return {"csv": ablation_csv()}
+    return cfn_example_inputs(wildcards)
+
+
+def cfn_figure_extra_params(wildcards):
+    n = int(wildcards.n)
+    if n in SRC_FIGURES:
+        return {"kind": "src"}
+    if n in WEIGHT_FIGURES:
+        return {"kind": "weights", "pairs": weight_pairs(n)}
+    if n in (8, 9):
+        return {"kind": "batchsize"}
+    return {"kind": "examples", **cfn_example_spec(wildcards)}
+
+
+def cfn_extra_targets():
+    out = []
+    T = config["backdoor"]["tables"]
+    if cfn_table5_inputs(None):
+        out += [f"{R}/tables/cfn_table5.{e}" for e in ("csv", "md")]
+    if cfn_table8_inputs(None):
+        out += [f"{R}/tables/cfn_table8.{e}" for e in ("csv", "md")]
+    out += [f"{R}/tables/cfn_table6.{e}" for e in ("csv", "md")]
+    if scenario_runs():
+        out += [f"{R}/tables/cfn_table7.{e}" for e in ("csv", "md")]
+    for n in SRC_FIGURES:
+        if n > 6 and cfn_srcp_inputs(type("W", (), {"n": str(n)})()):
+            out += [f"{R}/figures/cfn_fig{n}.{e}" for e in ("png", "pdf")]
+    for n in WEIGHT_FIGURES:
+        if weight_pairs(n):
+            out += [f"{R}/figures/cfn_fig{n}.{e}" for e in ("png", "pdf")]
+    out += [f"{R}/figures/cfn_fig{n}.{e}" for n in (8, 9) for e in ("png", "pdf")]
+    for n in EXAMPLE_FIGURES:
+        out += [f"{R}/figures/cfn_fig{n}.{e}" for e in ("png", "pdf")]
     return out
 
 
@@ -334,7 +520,7 @@ def figure_targets():
 
 
 def all_targets():
-    return table_targets() + figure_targets() + cfn_targets() + fgsmxai_targets() + exiaa_targets()
+    return table_targets() + figure_targets() + cfn_targets() + cfn_extra_targets() + fgsmxai_targets() + exiaa_targets()
 
 
 onstart:
