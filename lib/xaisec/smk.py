@@ -61,6 +61,14 @@ def rule_context(smk, uses_device: bool = True):
         sys.stdout, sys.stderr = _Tee(old[0], fh), _Tee(old[1], fh)
     t0 = time.time()
     try:
+        # BLAS work here is small (LIME's ridge fits, metrics); spinning OpenBLAS/OpenMP pools
+        # beside torch's oversubscribe the cores and slowed LIME tenfold when jobs shared them
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=1, user_api="blas")
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            pass
         torch.set_num_threads(max(1, int(smk.threads)))
         device = io.resolve_device(smk.config.get("device", "auto")) if uses_device else torch.device("cpu")
         print(f"[xaisec] rule {smk.rule}, wildcards {dict(smk.wildcards)}, device {device}, "
