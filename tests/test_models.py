@@ -75,6 +75,6 @@ def test_softplus_model_from_spec():
 
 def test_bad_spec_names_the_field():
     with pytest.raises(ValueError, match="arch"):
-        ModelSpec(arch="resnet18")
+        ModelSpec(arch="resnet56")
     with pytest.raises(ValueError, match="variant"):
         ModelSpec(variant="gn")

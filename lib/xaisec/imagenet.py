@@ -17,16 +17,19 @@ name                   paper                                                    
                        torchvision has no B0 variant of V2, V2-S is its smallest
                        (21.5M parameters against B0's 7.2M; torchvision evaluates
                        it at 384x384, the paper's pipeline at 224x224, which is
-                       kept here: expect a few points less top-1 than at 384)
+                       kept here: top-1 at 224 is below torchvision's 384 figure;
+                       not measured here, there are no weights offline)
 ``efficientnet_b0``    alternative for FGSM-XAI (EfficientNet V1-B0, 224x224)         ``net.features.8``
 =====================  =============================================================  =========
 
 Grad-CAM layers: ResNet-18's ``layer4`` output (the last block after its residual add and ReLU,
 512x7x7 at 224: the "last convolutional layer" of Selvaraju et al. and pytorch-grad-cam's
 ``model.layer4[-1]``); EfficientNet's last ``features`` block, the 1x1 head convolution + BN +
-SiLU to 1280 channels (7x7), the counterpart of Keras' ``top_activation``, the layer Keras
-Grad-CAM code for EfficientNetV2 reads. ViT has no convolutional feature map: Grad-CAM is not
-defined (``gradcam_layer`` is None).
+SiLU to 1280 channels (7x7), the counterpart of Keras' ``top_activation``, the last
+convolutional layer's activation that Keras Grad-CAM code usually reads (the authors' notebook
+was not checked). With random weights nothing about a map's quality can be judged; these are
+the standard choices. ViT has no convolutional feature map: Grad-CAM is not defined
+(``gradcam_layer`` is None).
 
 Data (:func:`read_imagenet_folder`): images in class folders named by WordNet id (``n01440764``,
 the ImageNet val layout after the usual ``valprep.sh``) or by class index (``0`` .. ``999``,

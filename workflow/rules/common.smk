@@ -380,6 +380,8 @@ def cfn_figure_extra_params(wildcards):
 
 
 def cfn_extra_targets():
+    if not backdoor_runs():  # the CFN part is switched off (e.g. an ImageNet-only config)
+        return []
     out = []
     T = config["backdoor"]["tables"]
     if cfn_table5_inputs(None):
