@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import randomise_bn
 from torch import nn
 from xaisec.io import write_json
 from xaisec.models import build_model
@@ -53,15 +54,7 @@ def device():
 @pytest.fixture(scope="module")
 def model(device):
     torch.manual_seed(0)
-    m = build_model(arch="resnet20", num_classes=10)
-    g = torch.Generator().manual_seed(1)
-    for mod in m.modules():  # non-trivial eval-mode BatchNorm
-        if isinstance(mod, nn.BatchNorm2d):
-            c = mod.num_features
-            mod.running_mean.copy_(0.1 * torch.randn(c, generator=g))
-            mod.running_var.copy_(0.5 + torch.rand(c, generator=g))
-            mod.weight.data.copy_(0.8 + 0.4 * torch.rand(c, generator=g))
-            mod.bias.data.copy_(0.1 * torch.randn(c, generator=g))
+    m = randomise_bn(build_model(arch="resnet20", num_classes=10))  # non-trivial BatchNorm
     return m.eval().to(device)
 
 

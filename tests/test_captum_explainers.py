@@ -1,6 +1,7 @@
 """Tests of the Captum wrappers (xaisec.captum_explainers): tiny random ResNet-20, eval mode."""
 import pytest
 import torch
+from conftest import randomise_bn
 from torch import nn
 
 from xaisec.captum_explainers import (
@@ -22,15 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(dtype=torch.float32):
-    m = build_model(arch="resnet20", num_classes=10)
-    g = torch.Generator().manual_seed(1)
-    for mod in m.modules():  # non-trivial eval-mode BatchNorm
-        if isinstance(mod, nn.BatchNorm2d):
-            c = mod.num_features
-            mod.running_mean.copy_(0.1 * torch.randn(c, generator=g))
-            mod.running_var.copy_(0.5 + torch.rand(c, generator=g))
-            mod.weight.data.copy_(0.8 + 0.4 * torch.rand(c, generator=g))
-            mod.bias.data.copy_(0.1 * torch.randn(c, generator=g))
+    m = randomise_bn(build_model(arch="resnet20", num_classes=10))
     return m.eval().to(dtype)
 
 

@@ -6,9 +6,7 @@ from xaisec.cfn_ablation import COLUMNS, MODES, batch_size_ablation
 from xaisec.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _threads(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _models():

@@ -7,9 +7,7 @@ from xaisec.models import build_model
 NAMES = ["airplane", "automobile", "bird"]
 
 
-@pytest.fixture(autouse=True)
-def _threads(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _models():

@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import randomise_bn
 import torch.nn.functional as F
 from torch import nn
 
@@ -30,25 +31,10 @@ N = 6
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _randomise_bn(model):
-    """Give every BatchNorm non-trivial running statistics and affine parameters, so that the
-    eval-mode network is not just a rescaled copy of its convolutions."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            c = m.num_features
-            m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(c, generator=g))
-            if m.affine:
-                m.weight.data.copy_(0.8 + 0.4 * torch.rand(c, generator=g))
-                m.bias.data.copy_(0.1 * torch.randn(c, generator=g))
-    return model
-
-
 def _model(variant="bn", activation="relu", dtype=torch.float32):
     m = build_model(arch="resnet20", num_classes=10, variant=variant)
     set_activation(m, activation, 8.0)  # as the fine-tuning swaps ReLU for Softplus(beta=8)
-    return _randomise_bn(m).eval().to(dtype)
+    return randomise_bn(m).eval().to(dtype)
 
 
 @pytest.fixture
@@ -385,7 +371,7 @@ def test_defended_copy(defense, model, x):
 
 
 def test_vgg13_default_layers():
-    model = _randomise_bn(build_model(arch="vgg13", num_classes=10)).eval()
+    model = randomise_bn(build_model(arch="vgg13", num_classes=10)).eval()
     x = torch.rand(2, 3, 32, 32)
     gc, rc, cam = GradCAM(model), RelevanceCAM(model), CAM(model)
     assert isinstance(model.get_submodule(gc.layer), nn.BatchNorm2d)
