@@ -1,4 +1,4 @@
-"""Rule cfn_figure_extra: the CFN paper's Figures 1-3 and 7-24."""
+"""Rule cfn_figure_extra: the CFN paper's Figures 1-4 and 7-24."""
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 import tempfile
 from pathlib import Path

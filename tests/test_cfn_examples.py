@@ -66,3 +66,41 @@ def test_example_grid_checks_its_inputs(tmp_path):
     with pytest.raises(ValueError, match="context_x"):
         example_grid(original, attacked, x, [0, 1, 2], NAMES, "gradcam",
                      context_x=_images(2)[:, :16])
+
+
+def test_activation_grid_bn_and_cfn_panels(tmp_path):
+    from xaisec.cfn_examples import ACTIVATION_PANELS, activation_grid
+    from xaisec.explainers import capture
+
+    original, attacked = _models()
+    with torch.no_grad():  # a manipulated final BN: a large learned shift in every channel
+        attacked.layer3[2].bn2.bias.fill_(5.0)
+    x, y = _images(4), np.array([0, 1, 2, 0])
+    paths = [tmp_path / "fig4.png", tmp_path / "fig4.pdf"]
+    out = activation_grid(original, attacked, x, y, NAMES, paths=paths, title="Figure 4")
+    assert paths[0].stat().st_size > 10_000 and paths[1].stat().st_size > 0
+    for panel in ACTIVATION_PANELS:
+        assert out[panel]["act"].shape == (4, 64, 8, 8)
+        np.testing.assert_allclose(out[panel]["probs"].sum(1), 1, rtol=1e-5)
+    # (a): the manipulated model's own BN output, shifted by its learned bias
+    with torch.no_grad(), capture(attacked, outputs=("layer3.2.bn2",)) as (outs, _):
+        attacked(torch.from_numpy(out["x_triggered"]).permute(0, 3, 1, 2).float() / 255)
+    np.testing.assert_allclose(out["attacked_bn"]["act"], outs["layer3.2.bn2"].numpy(), atol=1e-4)
+    assert out["attacked_bn"]["act"].mean() > 4
+    # (b): CFN standardises each channel over the batch (no context: the 4 shown images)
+    act = out["attacked_defended"]["act"]
+    np.testing.assert_allclose(act.mean((0, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(act.var((0, 2, 3)), 1, atol=1e-2)
+
+
+def test_activation_grid_context_shares_the_cfn_batch():
+    from xaisec.cfn_examples import activation_grid
+
+    original, attacked = _models()
+    x, y = _images(2), np.array([0, 1])
+    a = activation_grid(original, attacked, x, y, NAMES)
+    b = activation_grid(original, attacked, x, y, NAMES, context_x=_images(10, seed=1))
+    np.testing.assert_allclose(a["attacked_bn"]["act"], b["attacked_bn"]["act"], atol=1e-6)
+    assert not np.allclose(a["attacked_defended"]["act"], b["attacked_defended"]["act"])
+    with pytest.raises(ValueError, match="2 images but y holds 1 labels"):
+        activation_grid(original, attacked, x, [0], NAMES)

@@ -1,4 +1,5 @@
-"""Example grids of attacks and the CFN defense (CFN paper, Figures 1, 2 and 19-24).
+"""Example grids of attacks and the CFN defense (CFN paper, Figures 1, 2 and 19-24) and the
+activation figure (Figure 4).
 
 One row per image, six columns::
 
@@ -19,6 +20,11 @@ all-triggered batches, :func:`xaisec.explain_cache.batch_plan` ``separate``) in 
 Without ``context_x`` the batch holds only the few shown images, whose statistics are far
 noisier than those of an evaluation batch; pass e.g. 96 random test images to match an
 evaluation batch of 100.
+
+Figure 4 (:func:`activation_grid`) shows what the explanation is computed from: the output of
+the final convolutional layer's normalisation (ResNet-20 ``layer3.2.bn2``, the Grad-CAM layer)
+for triggered inputs, averaged over channels, in the original model, in the manipulated model
+with its learned BatchNorm, and in the manipulated model with CFN (same batch rule as above).
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import torch
 
 from .backdoor import apply_trigger
 from .defenses import DEFENSES, apply_defense
-from .explainers import make_explainer, normalize_max
+from .explainers import capture, default_layer, make_explainer, normalize_max
 from .train import nhwc_to_tensor, to_float
 
 XAI_TITLES = {"grad": "Grad", "gradcam": "Grad-CAM", "relevancecam": "Rel-CAM", "cam": "CAM"}
@@ -40,6 +46,24 @@ def _check_images(name: str, x) -> np.ndarray:
         raise ValueError(f"{name} must be uint8 images of shape (n, H, W, 3), got "
                          f"{x.dtype} {x.shape}")
     return x
+
+
+def _check_inputs(x_uint8, y, defense: str, context_x):
+    """The shown images, their labels and the context images, checked."""
+    x_np = _check_images("x_uint8", x_uint8)
+    y = np.asarray(y).reshape(-1)
+    if len(x_np) == 0:
+        raise ValueError("no images to show")
+    if len(y) != len(x_np):
+        raise ValueError(f"x_uint8 holds {len(x_np)} images but y holds {len(y)} labels")
+    if defense not in DEFENSES:
+        raise ValueError(f"unknown defense {defense!r}; known: {', '.join(DEFENSES)}")
+    if context_x is not None:
+        context_x = _check_images("context_x", context_x)
+        if context_x.shape[1:] != x_np.shape[1:]:
+            raise ValueError(f"context_x images {context_x.shape[1:]} differ in shape from "
+                             f"the shown ones {x_np.shape[1:]}")
+    return x_np, y, context_x
 
 
 def _explain(model, explainer: str, x: torch.Tensor, kwargs: dict, device):
@@ -78,19 +102,7 @@ def example_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Modul
 
     from .report import save_figure
 
-    x_np = _check_images("x_uint8", x_uint8)
-    y = np.asarray(y).reshape(-1)
-    if len(x_np) == 0:
-        raise ValueError("no images to show")
-    if len(y) != len(x_np):
-        raise ValueError(f"x_uint8 holds {len(x_np)} images but y holds {len(y)} labels")
-    if defense not in DEFENSES:
-        raise ValueError(f"unknown defense {defense!r}; known: {', '.join(DEFENSES)}")
-    if context_x is not None:
-        context_x = _check_images("context_x", context_x)
-        if context_x.shape[1:] != x_np.shape[1:]:
-            raise ValueError(f"context_x images {context_x.shape[1:]} differ in shape from "
-                             f"the shown ones {x_np.shape[1:]}")
+    x_np, y, context_x = _check_inputs(x_uint8, y, defense, context_x)
     class_names = list(class_names)
     kw = dict(explainer_kwargs or {})
     device = torch.device(device)
@@ -156,4 +168,90 @@ def example_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Modul
     result = {k: {"maps": v[0], "probs": v[1]} for k, v in out.items()}
     result["x"], result["x_triggered"] = img_clean, img_trig
     result["context_size"] = 0 if context_x is None else len(context_x)
+    return result
+
+
+ACTIVATION_PANELS = ("original_bn", "attacked_bn", "attacked_defended")
+
+
+@torch.no_grad()
+def _activations(model, layer: str, x: torch.Tensor, device) -> tuple[np.ndarray, np.ndarray]:
+    """Output of ``layer`` (n, C, h, w) and softmax probabilities (n, classes)."""
+    with capture(model, outputs=(layer,)) as (outs, _):
+        logits = model(x.to(device))
+    return outs[layer].float().cpu().numpy(), torch.softmax(logits.float(), 1).cpu().numpy()
+
+
+def activation_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Module, x_uint8,
+                    y, class_names, layer: str | None = None, defense: str = "cfn",
+                    trigger: dict | None = None, context_x=None, paths=(),
+                    title: str | None = None, device="cpu", cmap: str = "RdBu_r") -> dict:
+    """CFN Figure 4: the final convolutional layer's normalised activation of triggered inputs.
+
+    One row per image of ``x_uint8`` (uint8 (n, H, W, 3), labels ``y``), four columns: the
+    triggered input; the channel mean of ``layer``'s output (default: the Grad-CAM layer,
+    ResNet-20 ``layer3.2.bn2``) in the original model; in the manipulated model with its learned
+    BatchNorm (the paper's panel (a)); in the manipulated model with ``defense`` in place of
+    every BatchNorm (panel (b), CFN by default), where the triggered ``context_x`` images share
+    the batch as in :func:`example_grid`. Each map is drawn on a symmetric colour scale around
+    0 scaled to its own largest magnitude, titled with the model's top-3 classes.
+
+    Returns {panel: {"act": (n, C, h, w), "probs": (n, classes)}} for
+    :data:`ACTIVATION_PANELS` and "x_triggered".
+    """
+    from matplotlib import pyplot as plt
+
+    from .report import save_figure
+
+    x_np, y, context_x = _check_inputs(x_uint8, y, defense, context_x)
+    layer = layer or default_layer(attacked_model, "gradcam")
+    class_names = list(class_names)
+    device = torch.device(device)
+    n = len(x_np)
+    x_trig = apply_trigger(to_float(nhwc_to_tensor(x_np)), **(trigger or {}))
+    orig = apply_defense(original_model, "none").to(device).eval()
+    att = apply_defense(attacked_model, "none").to(device).eval()
+    dfd = apply_defense(attacked_model, defense).to(device).eval()
+    out = {"original_bn": _activations(orig, layer, x_trig, device),
+           "attacked_bn": _activations(att, layer, x_trig, device)}
+    batch = x_trig if context_x is None else torch.cat(
+        [x_trig, apply_trigger(to_float(nhwc_to_tensor(context_x)), **(trigger or {}))])
+    act, probs = _activations(dfd, layer, batch, device)
+    out["attacked_defended"] = (act[:n], probs[:n])
+    if len(class_names) != probs.shape[1]:
+        raise ValueError(f"{len(class_names)} class names for a model with {probs.shape[1]} classes")
+
+    img_trig = (x_trig.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    dname = {"cfn": "CFN", "batchstat": "batch stats", "none": "own BN"}[defense]
+    columns = [("Input + trigger", None), ("Orig. model (BN)", "original_bn"),
+               ("(a) Man. model (BN)", "attacked_bn"), (f"(b) Man. model ({dname})", "attacked_defended")]
+    fig, axes = plt.subplots(n, len(columns), figsize=(2.0 * len(columns), 2.3 * n + 0.7),
+                             squeeze=False)
+    for i in range(n):
+        for j, (head, panel) in enumerate(columns):
+            ax = axes[i, j]
+            if panel is None:
+                ax.imshow(img_trig[i], interpolation="nearest")
+                label = int(y[i])
+                name = class_names[label] if 0 <= label < len(class_names) else str(label)
+                ax.set_xlabel(f"label: {name}", fontsize=7)
+            else:
+                act, probs = out[panel]
+                m = act[i].mean(0)
+                lim = float(np.abs(m).max()) or 1.0
+                im = ax.imshow(m, cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+                ax.set_xlabel(_top_k_title(probs[i], class_names), fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(head, fontsize=8)
+    fig.suptitle(title or f"Channel mean of {layer} (triggered inputs)", fontsize=9)
+    fig.tight_layout()
+    if paths:
+        save_figure(fig, list(paths))
+    else:
+        plt.close(fig)
+    result = {k: {"act": v[0], "probs": v[1]} for k, v in out.items()}
+    result["x_triggered"] = img_trig
     return result

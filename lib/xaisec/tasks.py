@@ -151,10 +151,11 @@ def batchsize_ablation(original_path, attacked_path, data_dir, out_csv, settings
 
 def example_figure(number: int, spec: dict, data_dir, original_path, attacked_paths: dict,
                    settings: dict, trigger: dict, xai: dict | None, paths, device="cpu") -> None:
-    """CFN Figures 1, 2 and 19-24: example grids (one block per attack in ``attacked_paths``)."""
+    """CFN Figures 1, 2 and 19-24: example grids (one block per attack in ``attacked_paths``);
+    Figure 4 (``spec["kind"] == "activations"``): the final layer's activation, BN vs CFN."""
     import numpy as np
 
-    from .cfn_examples import example_grid
+    from .cfn_examples import activation_grid, example_grid
     from .report import save_figure
 
     test = datasets.load_split(Path(data_dir) / "test.npz")
@@ -164,6 +165,14 @@ def example_figure(number: int, spec: dict, data_dir, original_path, attacked_pa
     shown, ctx = idx[:settings["n_images"]], idx[settings["n_images"]:]
     original, _ = io.load_model(original_path, device)
     kw = explainer_kwargs(spec["explainer"], xai)
+    if spec.get("kind") == "activations":
+        (attack, path), = attacked_paths.items()
+        attacked, _ = io.load_model(path, device)
+        activation_grid(original, attacked, test.x[shown], test.y[shown], names,
+                        layer=spec.get("layer"), trigger=trigger,
+                        context_x=test.x[ctx] if len(ctx) else None, paths=paths,
+                        title=spec["title"], device=device)
+        return
     if len(attacked_paths) == 1:
         attack, path = next(iter(attacked_paths.items()))
         attacked, _ = io.load_model(path, device)

@@ -116,11 +116,11 @@ rule cfn_figure_extra:
             f"{R}/figures/cfn_fig{{n}}.png",
             caption="../report/cfn_figure_extra.rst",
             category="CFN paper",
-            subcategory="Figures 1-3, 7-24",
+            subcategory="Figures 1-4, 7-24",
         ),
         pdf=f"{R}/figures/cfn_fig{{n}}.pdf",
     wildcard_constraints:
-        n="1|2|3|7|8|9|10|11|12|13|14|15|16|17|18|19|20|21|22|23|24",
+        n="1|2|3|4|7|8|9|10|11|12|13|14|15|16|17|18|19|20|21|22|23|24",
     params:
         spec=cfn_figure_extra_params,
         trigger=trigger_params(),

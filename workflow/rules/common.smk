@@ -313,9 +313,11 @@ def ablation_csv():
     return f"{run_dir(*ablation_run())}/batchsize.csv"
 
 
-# Figures 1, 2, 19-24: (data set key, explainer, attacks)
+# Figures 1, 2, 19-24: (data set key, explainer, attacks); Figure 4: the final layer's
+# activation of the RH/Grad-CAM model, BN against CFN (the paper does not name the attack)
 EXAMPLE_FIGURES = {
     1: ("cifar", "gradcam", ("sf", "rh", "fd")), 2: ("cifar", "gradcam", ("sf", "rh", "fd")),
+    4: ("cifar", "gradcam", ("rh",)),
     19: ("cifar", "gradcam", ("fd",)), 20: ("cifar", "gradcam", ("rh",)),
     21: ("cifar", "gradcam", ("sf",)), 22: ("gtsrb", "relevancecam", ("fd",)),
     23: ("gtsrb", "relevancecam", ("rh",)), 24: ("gtsrb", "relevancecam", ("sf",)),
@@ -340,8 +342,10 @@ def cfn_example_inputs(wildcards):
 def cfn_example_spec(wildcards):
     n = int(wildcards.n)
     key, xai, attacks = EXAMPLE_FIGURES[n]
-    what = {1: "attacks and defenses", 2: "attack profiles"}.get(n, f"{attacks[0].upper()} attack and defense")
-    return {"explainer": xai, "attacks": list(attacks),
+    what = {1: "attacks and defenses", 2: "attack profiles",
+            4: f"final-layer activation of triggered inputs, {attacks[0].upper()} model, BN vs CFN"
+            }.get(n, f"{attacks[0].upper()} attack and defense")
+    return {"explainer": xai, "attacks": list(attacks), "kind": "activations" if n == 4 else "examples",
             "title": f"CFN paper, Figure {n} (reproduced): {what}, "
                      f"{config['backdoor']['examples'][key]}, {xai}"}
 
@@ -376,7 +380,7 @@ def cfn_figure_extra_params(wildcards):
         return {"kind": "weights", "pairs": weight_pairs(n)}
     if n in (8, 9):
         return {"kind": "batchsize"}
-    return {"kind": "examples", **cfn_example_spec(wildcards)}
+    return cfn_example_spec(wildcards)
 
 
 def cfn_extra_targets():
