@@ -104,3 +104,19 @@ def test_activation_grid_context_shares_the_cfn_batch():
     assert not np.allclose(a["attacked_defended"]["act"], b["attacked_defended"]["act"])
     with pytest.raises(ValueError, match="2 images but y holds 1 labels"):
         activation_grid(original, attacked, x, [0], NAMES)
+
+
+def test_stack_examples_draws_one_block_per_attack(tmp_path):
+    from xaisec.cfn_examples import example_panels, stack_examples
+
+    original, attacked = _models()
+    x, y = _images(2), np.array([0, 1])
+    blocks = [example_panels(original, m, x, y, NAMES, "gradcam") for m in (attacked, original)]
+    paths = [tmp_path / "fig1.png", tmp_path / "fig1.pdf"]
+    stack_examples(blocks, NAMES, paths, labels=["RH", "none"], title="Figure 1")
+    one = tmp_path / "one.png"
+    stack_examples(blocks[:1], NAMES, [one])
+    from matplotlib.image import imread
+
+    assert imread(paths[0]).shape[0] > 1.8 * imread(one).shape[0]  # 4 rows against 2
+    assert paths[1].read_bytes()[:4] == b"%PDF"

@@ -79,31 +79,17 @@ def _top_k_title(probs: np.ndarray, class_names, k: int = 3) -> str:
     return "\n".join(f"{class_names[i]} {100 * probs[i]:.0f}%" for i in top)
 
 
-def example_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Module, x_uint8, y,
-                 class_names, explainer: str, defense: str = "cfn", trigger: dict | None = None,
-                 paths=(), title: str | None = None, explainer_kwargs: dict | None = None,
-                 context_x=None, device="cpu", alpha: float = 0.5, cmap: str = "jet") -> dict:
-    """Draw the example grid of ``x_uint8`` (n, H, W, 3) with labels ``y`` and save it to
-    ``paths`` (e.g. ``[png, pdf]``; nothing is written if empty).
-
-    ``class_names``: one name per class of the models (the manifest's ``class_names``);
-    ``explainer``: a name for :func:`xaisec.explainers.make_explainer` (with
-    ``explainer_kwargs``); ``defense``: a :data:`xaisec.defenses.DEFENSES` name applied to the
-    manipulated model in the last column; ``trigger``: kwargs of
-    :func:`xaisec.backdoor.apply_trigger`; ``context_x``: uint8 (m, H, W, 3) images explained
-    in the same (triggered) batch as the shown ones by the defended model only (module
-    docstring).
+def example_panels(original_model: torch.nn.Module, attacked_model: torch.nn.Module, x_uint8,
+                   y, class_names, explainer: str, defense: str = "cfn",
+                   trigger: dict | None = None, explainer_kwargs: dict | None = None,
+                   context_x=None, device="cpu") -> dict:
+    """The maps and predictions of an example grid (arguments as :func:`example_grid`).
 
     Returns {panel: {"maps": (n, H, W), "probs": (n, C)}} for the panels of :data:`PANELS`
-    plus "x" and "x_triggered" (uint8, (n, H, W, 3)) and "context_size" (the number of
-    context images in the defended batch).
+    plus "x" and "x_triggered" (uint8, (n, H, W, 3)), "y", "explainer", "defense" and
+    "context_size" (the number of context images in the defended batch).
     """
-    from matplotlib import pyplot as plt
-
-    from .report import save_figure
-
     x_np, y, context_x = _check_inputs(x_uint8, y, defense, context_x)
-    class_names = list(class_names)
     kw = dict(explainer_kwargs or {})
     device = torch.device(device)
     n = len(x_np)
@@ -126,38 +112,89 @@ def example_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Modul
     m, p = _explain(dfd, explainer, batch, kw, device)
     out["defended_triggered"] = (m[:n], p[:n])
     n_classes = out["original_clean"][1].shape[1]
-    if len(class_names) != n_classes:
-        raise ValueError(f"{len(class_names)} class names for a model with {n_classes} classes")
+    if len(list(class_names)) != n_classes:
+        raise ValueError(f"{len(list(class_names))} class names for a model with {n_classes} classes")
+    result = {k: {"maps": v[0], "probs": v[1]} for k, v in out.items()}
+    result["x"] = x_np
+    result["x_triggered"] = (x_trig.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    result.update(y=y, explainer=explainer, defense=defense,
+                  context_size=0 if context_x is None else len(context_x))
+    return result
 
-    img_clean = x_np
-    img_trig = (x_trig.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-    xai = XAI_TITLES.get(explainer, explainer)
-    dname = {"cfn": "CFN", "batchstat": "batch stats", "none": "none"}[defense]
+
+def draw_example_rows(axes, panels: dict, class_names, label: str | None = None,
+                      alpha: float = 0.5, cmap: str = "jet", titles: bool = True) -> None:
+    """Draw :func:`example_panels`' result into ``axes`` (n rows x 6 columns); ``label`` is
+    written left of the first row (e.g. the attack's name)."""
+    class_names = list(class_names)
+    xai = XAI_TITLES.get(panels["explainer"], panels["explainer"])
+    dname = {"cfn": "CFN", "batchstat": "batch stats", "none": "none"}[panels["defense"]]
+    img_clean, img_trig = panels["x"], panels["x_triggered"]
     columns = [("Input", img_clean, None),
                (f"Orig. model\n{xai}", img_clean, "original_clean"),
                (f"Man. model\n{xai}", img_clean, "attacked_clean"),
                ("Input + trigger", img_trig, None),
                (f"Attack: man. model\n{xai}", img_trig, "attacked_triggered"),
                (f"Defense ({dname}): man.\nmodel {xai}", img_trig, "defended_triggered")]
-    fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 2.3 * n + 0.6),
-                             squeeze=False)
-    for i in range(n):
+    for i in range(len(img_clean)):
         for j, (head, imgs, panel) in enumerate(columns):
-            ax = axes[i, j]
+            ax = axes[i][j]
             ax.imshow(imgs[i], interpolation="nearest")
             if panel is None:
-                label = int(y[i])
-                name = class_names[label] if 0 <= label < len(class_names) else str(label)
+                lab = int(panels["y"][i])
+                name = class_names[lab] if 0 <= lab < len(class_names) else str(lab)
                 ax.set_xlabel(f"label: {name}", fontsize=7)
             else:
-                maps, probs = out[panel]
-                ax.imshow(maps[i], cmap=cmap, alpha=alpha, vmin=0, vmax=1,
+                ax.imshow(panels[panel]["maps"][i], cmap=cmap, alpha=alpha, vmin=0, vmax=1,
                           interpolation="bilinear")
-                ax.set_xlabel(_top_k_title(probs[i], class_names), fontsize=7)
+                ax.set_xlabel(_top_k_title(panels[panel]["probs"][i], class_names), fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
+            if i == 0 and titles:
                 ax.set_title(head, fontsize=8)
+        if i == 0 and label:
+            axes[i][0].set_ylabel(label, fontsize=10, fontweight="bold")
+
+
+def example_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Module, x_uint8, y,
+                 class_names, explainer: str, defense: str = "cfn", trigger: dict | None = None,
+                 paths=(), title: str | None = None, explainer_kwargs: dict | None = None,
+                 context_x=None, device="cpu", alpha: float = 0.5, cmap: str = "jet") -> dict:
+    """Draw the example grid of ``x_uint8`` (n, H, W, 3) with labels ``y`` and save it to
+    ``paths`` (e.g. ``[png, pdf]``; nothing is written if empty).
+
+    ``class_names``: one name per class of the models (the manifest's ``class_names``);
+    ``explainer``: a name for :func:`xaisec.explainers.make_explainer` (with
+    ``explainer_kwargs``); ``defense``: a :data:`xaisec.defenses.DEFENSES` name applied to the
+    manipulated model in the last column; ``trigger``: kwargs of
+    :func:`xaisec.backdoor.apply_trigger`; ``context_x``: uint8 (m, H, W, 3) images explained
+    in the same (triggered) batch as the shown ones by the defended model only (module
+    docstring).
+
+    Returns :func:`example_panels`' result.
+    """
+    panels = example_panels(original_model, attacked_model, x_uint8, y, class_names, explainer,
+                            defense, trigger, explainer_kwargs, context_x, device)
+    stack_examples([panels], class_names, paths, title=title, alpha=alpha, cmap=cmap)
+    return panels
+
+
+def stack_examples(blocks: list, class_names, paths=(), labels=None, title: str | None = None,
+                   alpha: float = 0.5, cmap: str = "jet") -> None:
+    """One figure of several :func:`example_panels` results stacked (e.g. one per attack,
+    ``labels`` naming each), saved to ``paths`` (nothing written if empty)."""
+    from matplotlib import pyplot as plt
+
+    from .report import save_figure
+
+    rows = sum(len(b["x"]) for b in blocks)
+    fig, axes = plt.subplots(rows, 6, figsize=(1.9 * 6, 2.3 * rows + 0.6), squeeze=False)
+    r = 0
+    for k, b in enumerate(blocks):
+        n = len(b["x"])
+        draw_example_rows(axes[r:r + n], b, class_names, label=labels[k] if labels else None,
+                          alpha=alpha, cmap=cmap, titles=(k == 0))
+        r += n
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -165,10 +202,6 @@ def example_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Modul
         save_figure(fig, list(paths))
     else:
         plt.close(fig)
-    result = {k: {"maps": v[0], "probs": v[1]} for k, v in out.items()}
-    result["x"], result["x_triggered"] = img_clean, img_trig
-    result["context_size"] = 0 if context_x is None else len(context_x)
-    return result
 
 
 ACTIVATION_PANELS = ("original_bn", "attacked_bn", "attacked_defended")

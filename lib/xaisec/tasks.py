@@ -155,8 +155,7 @@ def example_figure(number: int, spec: dict, data_dir, original_path, attacked_pa
     Figure 4 (``spec["kind"] == "activations"``): the final layer's activation, BN vs CFN."""
     import numpy as np
 
-    from .cfn_examples import activation_grid, example_grid
-    from .report import save_figure
+    from .cfn_examples import activation_grid, example_panels, stack_examples
 
     test = datasets.load_split(Path(data_dir) / "test.npz")
     names = datasets.load_manifest(data_dir)["class_names"]
@@ -173,35 +172,14 @@ def example_figure(number: int, spec: dict, data_dir, original_path, attacked_pa
                         context_x=test.x[ctx] if len(ctx) else None, paths=paths,
                         title=spec["title"], device=device)
         return
-    if len(attacked_paths) == 1:
-        attack, path = next(iter(attacked_paths.items()))
+    blocks = []
+    for attack, path in attacked_paths.items():
         attacked, _ = io.load_model(path, device)
-        example_grid(original, attacked, test.x[shown], test.y[shown], names, spec["explainer"],
-                     trigger=trigger, paths=paths, title=spec["title"], explainer_kwargs=kw,
-                     context_x=test.x[ctx] if len(ctx) else None, device=device)
-        return
-    import matplotlib.pyplot as plt  # several attacks: one grid each, stacked
-    import tempfile
-
-    images = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for attack, path in attacked_paths.items():
-            attacked, _ = io.load_model(path, device)
-            png = Path(tmp) / f"{attack}.png"
-            example_grid(original, attacked, test.x[shown], test.y[shown], names,
-                         spec["explainer"], trigger=trigger, paths=[png],
-                         title=f"{attack.upper()}", explainer_kwargs=kw,
-                         context_x=test.x[ctx] if len(ctx) else None, device=device)
-            images.append(plt.imread(png))
-    width = max(im.shape[1] for im in images)
-    fig, axes = plt.subplots(len(images), 1, figsize=(width / 150, sum(im.shape[0] for im in images) / 150),
-                             squeeze=False)
-    for ax, im in zip(axes[:, 0], images):
-        ax.imshow(im)
-        ax.set_axis_off()
-    fig.suptitle(spec["title"])
-    fig.tight_layout()
-    save_figure(fig, paths)
+        blocks.append(example_panels(original, attacked, test.x[shown], test.y[shown], names,
+                                     spec["explainer"], trigger=trigger, explainer_kwargs=kw,
+                                     context_x=test.x[ctx] if len(ctx) else None, device=device))
+    labels = [a.upper() for a in attacked_paths] if len(attacked_paths) > 1 else None
+    stack_examples(blocks, names, paths, labels=labels, title=spec["title"])
 
 
 def explainer_kwargs(explainer: str, xai: dict | None) -> dict:
