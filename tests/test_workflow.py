@@ -97,6 +97,13 @@ def test_smoke_cfn_extra_outputs(smoke_run):
         assert len(t) > 0, n
     t7 = pd.read_csv(out / "tables" / "cfn_table7.csv")
     assert {"C3 & C4", "C5 & C6"} <= set(t7.iloc[:, 0].astype(str))
+    # the scenario runs are fine-tuned as their scenario says, not as the plain (C1) attack
+    run = out / "shapes" / "resnet20" / "seed1" / "backdoor" / "rh-gradcam-mse"
+    plain = json.loads((run / "model.json").read_text())
+    for sc, key, value in (("c3", "trainable", "core"), ("c5", "norm", "cfn")):
+        meta = json.loads((run.parent / f"rh-gradcam-mse-{sc}" / "model.json").read_text())
+        assert meta["scenario"] == sc.upper() and meta["finetune"][key] == value, sc
+        assert meta["fingerprint"] != plain["fingerprint"], sc
     bs = pd.read_csv(out / "shapes" / "resnet20" / "seed1" / "backdoor" / "rh-relevancecam-mse"
                      / "batchsize.csv")
     assert sorted(bs["batch_size"].unique()) == [1, 4, 16, 64]
