@@ -201,3 +201,15 @@ def test_full_config_plans_every_job(profile):
                     ("evaluate_clean", 4), ("table_clean_accuracy", 1),
                     ("finetune_scenario", 2 * 9 * 2)):
         assert any(line.split()[:2] == [rule, str(n)] for line in text.splitlines()), text
+
+
+@pytest.mark.workflow
+def test_extra_target_without_its_runs_names_what_is_missing(tmp_path):
+    (tmp_path / "config").symlink_to(REPO / "config")
+    only_bn = tmp_path / "only_bn.yaml"
+    only_bn.write_text("backdoor:\n  experiments:\n    - {datasets: [shapes], attacks: [rh], "
+                       "explainers: [gradcam], losses: [mse]}\n")
+    res = smk(tmp_path, "--configfile", str(REPO / "config" / "smoke.yaml"), str(only_bn), "-n",
+              "results/smoke/tables/cfn_table8.md", check=False)
+    assert res.returncode != 0
+    assert "CFN Table 8 needs attacked runs (MSE) of a softplus model on shapes" in res.stdout + res.stderr

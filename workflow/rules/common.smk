@@ -350,13 +350,28 @@ def cfn_example_spec(wildcards):
                      f"{config['backdoor']['examples'][key]}, {xai}"}
 
 
+def _needs(files, target, what):
+    """``files``, or a clear error when a requested target has nothing to be built from."""
+    if not files:
+        raise WorkflowError(f"{target} needs {what}; the config has none (add them, see "
+                            "config/README.md)")
+    return files
+
+
 def cfn_table_extra_inputs(wildcards):
     n = int(wildcards.n)
     if n == 5:
-        return {"per_sample": cfn_table5_inputs(wildcards)}
+        d = config["backdoor"]["tables"]["table5"]
+        return {"per_sample": _needs(cfn_table5_inputs(wildcards), "CFN Table 5",
+                                     f"attacked runs (MSE) of a nobn or frozenbn model on {d} "
+                                     "in backdoor.experiments")}
     if n == 8:
-        return {"per_sample": cfn_table8_inputs(wildcards)}
+        d = config["backdoor"]["tables"]["table8"]
+        return {"per_sample": _needs(cfn_table8_inputs(wildcards), "CFN Table 8",
+                                     f"attacked runs (MSE) of a softplus model on {d} in "
+                                     "backdoor.experiments")}
     if n == 7:
+        _needs(scenario_runs(), "CFN Table 7", "scenario runs (backdoor.scenarios)")
         return cfn_table7_inputs(wildcards)
     return {}  # Table 6: the scenario matrix, no inputs
 
@@ -364,9 +379,15 @@ def cfn_table_extra_inputs(wildcards):
 def cfn_figure_extra_inputs(wildcards):
     n = int(wildcards.n)
     if n in SRC_FIGURES:
-        return {"per_sample": cfn_srcp_inputs(wildcards)}
+        return {"per_sample": _needs(cfn_srcp_inputs(wildcards), f"CFN Figure {n}",
+                                     f"attacked runs (MSE) of {SRC_FIGURES[n]['models']} models "
+                                     "in backdoor.experiments")}
     if n in WEIGHT_FIGURES:
-        return {"models": cfn_weight_inputs(wildcards)}
+        w = config["backdoor"]["weights"]
+        regimes = w["vgg"] if n == 11 else w["resnet"]
+        return {"models": _needs(cfn_weight_inputs(wildcards), f"CFN Figure {n}",
+                                 f"attacked runs of the models {sorted(regimes.values())} on "
+                                 f"{w['dataset']} in backdoor.experiments")}
     if n in (8, 9):
         return {"csv": ablation_csv()}
     return cfn_example_inputs(wildcards)
