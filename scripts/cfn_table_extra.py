@@ -15,12 +15,10 @@ with rule_context(smk, uses_device=False):
     elif n == 6:
         cfn_report.write_table6(out.csv, out.md)
     else:  # Table 7: accuracy of the C3/C5 attacks with BN (C3, C5) and CFN (C4, C6)
-        records = []
-        for sp, cp in zip(smk.input.scenario, smk.input.clean):
-            s, c = read_json(sp), read_json(cp)
-            run = s["model_path"].split("/backdoor/")[1].split("/")[0]
-            attack, explainer, _, scenario = run.split("-")
-            records.append({"scenario": scenario.upper(), "attack": attack,
-                            "explainer": explainer, "orig_acc": c["accuracy"]["none"],
+        records = []  # the scenario as the fine-tuning recorded it (model.json), not the path
+        for sp, mp, cp in zip(smk.input.scenario, smk.input.meta, smk.input.clean):
+            s, m, c = read_json(sp), read_json(mp), read_json(cp)
+            records.append({"scenario": m["scenario"], "attack": m["attack"],
+                            "explainer": m["explainer"], "orig_acc": c["accuracy"]["none"],
                             "bn_acc": s["accuracy"]["none"], "cfn_acc": s["accuracy"]["cfn"]})
         cfn_report.write_table7(records, out.csv, out.md)

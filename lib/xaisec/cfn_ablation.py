@@ -54,7 +54,8 @@ def batch_size_ablation(original: torch.nn.Module, attacked: torch.nn.Module, x_
     the original model's maps of the same triggered inputs (``loss``: mse or dssim, ``max``
     normalisation) and the same for clean inputs (``clean_*``). The "original" rows compare
     the original model with itself (error 0) and give its accuracy. BatchNorm in eval mode
-    ("attacked", "original") does not depend on the batch size; the batch-statistics modes do.
+    ("attacked", "original") does not depend on the batch size, so those maps are computed once
+    (at the largest batch size); the batch-statistics modes are explained at every batch size.
     """
     batch_sizes = [int(b) for b in batch_sizes]
     if not batch_sizes or min(batch_sizes) < 1:
@@ -74,18 +75,26 @@ def batch_size_ablation(original: torch.nn.Module, attacked: torch.nn.Module, x_
           "trigger": trigger, "device": device, "progress": False,
           "explainer_kwargs": explainer_kwargs}
     rows = []
-    bar = tqdm(total=len(batch_sizes) * (len(modes) + ("original" not in modes)),
+    fixed = {m for m in modes if MODES[m][1] == "none"}  # own BatchNorm, eval mode
+    bar = tqdm(total=1 + len(fixed - {"original"}) + len(batch_sizes) * len(set(modes) - fixed),
                disable=not progress, desc="batch-size ablation")
+    # the maps that do not depend on the batch (the reference: the original model) are
+    # computed once, at the largest batch size, and reused at every batch size
+    big = max(batch_sizes)
+    ref = explain_dataset(original, x_uint8, y, defense="none", batch_size=big, **kw)
+    bar.update()
+    once = {m: ref if m == "original" else explain_dataset(
+        models[MODES[m][0]], x_uint8, y, defense="none", batch_size=big, **kw) for m in fixed}
+    bar.update(len(fixed - {"original"}))
     for b in batch_sizes:
-        # the reference maps: the original model (own BatchNorm, eval mode) at this batch size
-        ref = explain_dataset(original, x_uint8, y, defense="none", batch_size=b, **kw)
-        if "original" not in modes:
-            bar.update()
         sets = {}
         for mode in modes:
             which, defense = MODES[mode]
-            sets[mode] = ref if mode == "original" else explain_dataset(
-                models[which], x_uint8, y, defense=defense, batch_size=b, **kw)
+            if mode in once:
+                sets[mode] = once[mode]
+                continue
+            sets[mode] = explain_dataset(models[which], x_uint8, y, defense=defense,
+                                         batch_size=b, **kw)
             bar.update()
         per_sample = compare(ref, sets, attack=attack, loss=loss, target_label=target_label,
                              error_normalization="max", triggered_reference="same_input")

@@ -66,6 +66,20 @@ def _check_inputs(x_uint8, y, defense: str, context_x):
     return x_np, y, context_x
 
 
+def _prepare(original_model, attacked_model, x_np, context_x, trigger, defense, device):
+    """Clean and triggered input tensors, the defended model's batch (the triggered shown
+    images, then the triggered context images) and copies of the models -- original and
+    manipulated with their own BatchNorm, the manipulated one with ``defense`` -- on
+    ``device`` in eval mode (the caller's models keep their device and mode)."""
+    x_clean = to_float(nhwc_to_tensor(x_np))
+    x_trig = apply_trigger(x_clean, **(trigger or {}))
+    batch = x_trig if context_x is None else torch.cat(
+        [x_trig, apply_trigger(to_float(nhwc_to_tensor(context_x)), **(trigger or {}))])
+    models = tuple(apply_defense(m, d).to(device).eval() for m, d in
+                   ((original_model, "none"), (attacked_model, "none"), (attacked_model, defense)))
+    return x_clean, x_trig, batch, models
+
+
 def _explain(model, explainer: str, x: torch.Tensor, kwargs: dict, device):
     """Channel-max, max-normalised maps (n, H, W) and softmax probabilities (n, C)."""
     expl = make_explainer(explainer, model, **kwargs)
@@ -93,22 +107,12 @@ def example_panels(original_model: torch.nn.Module, attacked_model: torch.nn.Mod
     kw = dict(explainer_kwargs or {})
     device = torch.device(device)
     n = len(x_np)
-
-    def trig(x):
-        return apply_trigger(x, **(trigger or {}))
-
-    x_clean = to_float(nhwc_to_tensor(x_np))
-    x_trig = trig(x_clean)
-    # copies: the caller's models keep their device and mode
-    orig = apply_defense(original_model, "none").to(device).eval()
-    att = apply_defense(attacked_model, "none").to(device).eval()
-    dfd = apply_defense(attacked_model, defense).to(device).eval()
+    x_clean, x_trig, batch, (orig, att, dfd) = _prepare(
+        original_model, attacked_model, x_np, context_x, trigger, defense, device)
     out = {}
     out["original_clean"] = _explain(orig, explainer, x_clean, kw, device)
     out["attacked_clean"] = _explain(att, explainer, x_clean, kw, device)
     out["attacked_triggered"] = _explain(att, explainer, x_trig, kw, device)
-    batch = x_trig if context_x is None else torch.cat(
-        [x_trig, trig(to_float(nhwc_to_tensor(context_x)))])
     m, p = _explain(dfd, explainer, batch, kw, device)
     out["defended_triggered"] = (m[:n], p[:n])
     n_classes = out["original_clean"][1].shape[1]
@@ -241,14 +245,10 @@ def activation_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Mo
     class_names = list(class_names)
     device = torch.device(device)
     n = len(x_np)
-    x_trig = apply_trigger(to_float(nhwc_to_tensor(x_np)), **(trigger or {}))
-    orig = apply_defense(original_model, "none").to(device).eval()
-    att = apply_defense(attacked_model, "none").to(device).eval()
-    dfd = apply_defense(attacked_model, defense).to(device).eval()
+    _, x_trig, batch, (orig, att, dfd) = _prepare(
+        original_model, attacked_model, x_np, context_x, trigger, defense, device)
     out = {"original_bn": _activations(orig, layer, x_trig, device),
            "attacked_bn": _activations(att, layer, x_trig, device)}
-    batch = x_trig if context_x is None else torch.cat(
-        [x_trig, apply_trigger(to_float(nhwc_to_tensor(context_x)), **(trigger or {}))])
     act, probs = _activations(dfd, layer, batch, device)
     out["attacked_defended"] = (act[:n], probs[:n])
     if len(class_names) != probs.shape[1]:

@@ -244,19 +244,19 @@ def runs_of_regime(dataset, regime, attacks=None, losses=None):
             and (attacks is None or r[3] in attacks) and (losses is None or r[5] in losses)]
 
 
-def cfn_table5_inputs(wildcards):
+def cfn_table5_inputs():
     d = config["backdoor"]["tables"]["table5"]
     return per_sample_files(runs_of_regime(d, "nobn", losses=("mse",))
                             + runs_of_regime(d, "frozenbn", losses=("mse",)))
 
 
-def cfn_table8_inputs(wildcards):
+def cfn_table8_inputs():
     return per_sample_files(runs_of_regime(config["backdoor"]["tables"]["table8"], "softplus",
                                            losses=("mse",)))
 
 
-def cfn_srcp_inputs(wildcards):
-    spec = SRC_FIGURES[int(wildcards.n)]
+def cfn_srcp_inputs(number):
+    spec = SRC_FIGURES[int(number)]
     regime = spec["models"]
     if regime == "bn":  # Figures 12, 13: the runs of Figures 5, 6
         runs = [r for r in runs_where(None, spec["attacks"], ("mse",)) if model_regime(r[1]) == "bn"]
@@ -280,6 +280,7 @@ def scenario_dir(d, m, s, a, e, lo, c):
 def cfn_table7_inputs(wildcards):
     runs = scenario_runs()
     return {"scenario": [f"{scenario_dir(*r)}/accuracy.json" for r in runs],
+            "meta": [f"{scenario_dir(*r)}/model.json" for r in runs],
             "clean": [f"{model_dir(*r[:3])}/clean/accuracy.json" for r in runs]}
 
 
@@ -296,12 +297,8 @@ def weight_pairs(number):
     return pairs
 
 
-def cfn_weight_inputs(wildcards):
-    return sorted({p for q in weight_pairs(wildcards.n) for p in (q["original"], q["attacked"])})
-
-
-def cfn_weight_params(wildcards):
-    return weight_pairs(wildcards.n)
+def cfn_weight_inputs(number):
+    return sorted({p for q in weight_pairs(number) for p in (q["original"], q["attacked"])})
 
 
 def ablation_run():
@@ -362,12 +359,12 @@ def cfn_table_extra_inputs(wildcards):
     n = int(wildcards.n)
     if n == 5:
         d = config["backdoor"]["tables"]["table5"]
-        return {"per_sample": _needs(cfn_table5_inputs(wildcards), "CFN Table 5",
+        return {"per_sample": _needs(cfn_table5_inputs(), "CFN Table 5",
                                      f"attacked runs (MSE) of a nobn or frozenbn model on {d} "
                                      "in backdoor.experiments")}
     if n == 8:
         d = config["backdoor"]["tables"]["table8"]
-        return {"per_sample": _needs(cfn_table8_inputs(wildcards), "CFN Table 8",
+        return {"per_sample": _needs(cfn_table8_inputs(), "CFN Table 8",
                                      f"attacked runs (MSE) of a softplus model on {d} in "
                                      "backdoor.experiments")}
     if n == 7:
@@ -379,13 +376,13 @@ def cfn_table_extra_inputs(wildcards):
 def cfn_figure_extra_inputs(wildcards):
     n = int(wildcards.n)
     if n in SRC_FIGURES:
-        return {"per_sample": _needs(cfn_srcp_inputs(wildcards), f"CFN Figure {n}",
+        return {"per_sample": _needs(cfn_srcp_inputs(n), f"CFN Figure {n}",
                                      f"attacked runs (MSE) of {SRC_FIGURES[n]['models']} models "
                                      "in backdoor.experiments")}
     if n in WEIGHT_FIGURES:
         w = config["backdoor"]["weights"]
         regimes = w["vgg"] if n == 11 else w["resnet"]
-        return {"models": _needs(cfn_weight_inputs(wildcards), f"CFN Figure {n}",
+        return {"models": _needs(cfn_weight_inputs(n), f"CFN Figure {n}",
                                  f"attacked runs of the models {sorted(regimes.values())} on "
                                  f"{w['dataset']} in backdoor.experiments")}
     if n in (8, 9):
@@ -408,16 +405,15 @@ def cfn_extra_targets():
     if not backdoor_runs():  # the CFN part is switched off (e.g. an ImageNet-only config)
         return []
     out = []
-    T = config["backdoor"]["tables"]
-    if cfn_table5_inputs(None):
+    if cfn_table5_inputs():
         out += [f"{R}/tables/cfn_table5.{e}" for e in ("csv", "md")]
-    if cfn_table8_inputs(None):
+    if cfn_table8_inputs():
         out += [f"{R}/tables/cfn_table8.{e}" for e in ("csv", "md")]
     out += [f"{R}/tables/cfn_table6.{e}" for e in ("csv", "md")]
     if scenario_runs():
         out += [f"{R}/tables/cfn_table7.{e}" for e in ("csv", "md")]
     for n in SRC_FIGURES:
-        if n > 6 and cfn_srcp_inputs(type("W", (), {"n": str(n)})()):
+        if n > 6 and cfn_srcp_inputs(n):
             out += [f"{R}/figures/cfn_fig{n}.{e}" for e in ("png", "pdf")]
     for n in WEIGHT_FIGURES:
         if weight_pairs(n):
