@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 SMK     := $(VENV)/bin/snakemake
 CORES   ?= all
 
-.PHONY: smoke test test-slow bench cpu full lint clean-venv
+.PHONY: smoke test test-slow bench gpu-check cpu full lint clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test-slow: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m pytest -m bench -s
+
+## CUDA against the CPU (`pytest -m gpu`), the smoke workflow with `device: cuda`, one CFN Table 2
+## cell on real CIFAR-10 with images/s (GPU machine; scripts/gpu_check.sh: knobs, device tool).
+gpu-check: $(VENV)/.installed
+	PYTHON=$(PY) bash scripts/gpu_check.sh
 
 ## Real CIFAR-10 and GTSRB from ../shared/data at reduced scale (2 CPU cores, < 2 h).
 cpu: $(VENV)/.installed

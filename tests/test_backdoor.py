@@ -118,8 +118,10 @@ def test_one_finetuning_step_lowers_the_triggered_explanation_loss(explainer):
 def test_finetune_end_to_end_writes_outputs_and_backdoors(tmp_path):
     model = _trained_toy_model()
     x, y = _toy(96)
+    # target 0: the barely trained toy model predicts class 1 everywhere, so any triggered
+    # input it sends to class 0 is the backdoor's doing
     cfg = FinetuneConfig(attack="rh", explainer="gradcam", loss="mse", lam=0.5, lr=2e-3,
-                         epochs=3, batch_size=16, val_subset=32, target_label=1)
+                         epochs=3, batch_size=16, val_subset=32, target_label=0)
     info = finetune(model, x, y, x[:48], y[:48], cfg, tmp_path, seed=0, progress=False)
     assert (tmp_path / "model.pt").exists() and not (tmp_path / "resume.pt").exists()
     metrics = pd.read_csv(tmp_path / "metrics.csv")
@@ -132,7 +134,19 @@ def test_finetune_end_to_end_writes_outputs_and_backdoors(tmp_path):
     # the original is untouched
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                      loaded.state_dict().values()))
-    assert metrics["val_asr"].iloc[-1] > metrics["val_asr"].iloc[0] - 1e-9
+    # a backdoor formed: triggered inputs of other classes go to the target class, which the
+    # original model does not do (ASR counted independently of the fine-tuning's metrics)
+    xv = torch.from_numpy(x[:48]).permute(0, 3, 1, 2).float() / 255
+    eligible = torch.from_numpy(y[:48]) != 0
+
+    def asr(m):
+        with torch.no_grad():
+            pred = m.eval()(apply_trigger(xv)).argmax(1)
+        return (pred[eligible] == 0).float().mean().item()
+
+    assert asr(model) < 0.5
+    assert asr(loaded) > 0.9
+    assert metrics["val_asr"].iloc[-1] > 0.9
 
 
 def test_bad_finetune_config():

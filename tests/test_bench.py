@@ -140,9 +140,10 @@ def test_finetune_step_vs_plain_step_and_cache_vs_recompute(tmp_path):
         target = zscore_channelmax(target_explanation("square", name)).to(device)
 
         def step():
-            maps = expl(x, create_graph=True)
+            r = expl.attribute(x, create_graph=True)
+            maps = r.maps
             loss = 0.9 * F.mse_loss(zscore_channelmax(maps), target.expand(32, -1, -1, -1)) \
-                + 0.1 * F.cross_entropy(expl.last_logits, y)
+                + 0.1 * F.cross_entropy(r.logits, y)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -1,22 +1,24 @@
-"""Tests of the Captum wrappers (xaisec.captum_explainers): tiny random ResNet-20, eval mode."""
+"""Tests of the Captum wrappers of xaisec.explainers: tiny random ResNet-20, eval mode."""
 import pytest
 import torch
 from conftest import randomise_bn
 from torch import nn
 
-from xaisec.captum_explainers import (
-    CAPTUM_EXPLAINERS,
+from xaisec.explainers import (
+    EXPLAINERS,
     DeepLiftShap,
     IntegratedGradients,
     Lime,
     Saliency,
     SmoothGrad,
-    make_captum_explainer,
+    make_explainer,
     slic_segments,
 )
 from xaisec.models import build_model
 
 N = 3
+#: the Captum wrappers (not differentiable)
+CAPTUM = [n for n, c in EXPLAINERS.items() if not c.differentiable]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,25 +56,26 @@ FAST = {
 }
 
 
-@pytest.mark.parametrize("name", list(CAPTUM_EXPLAINERS))
+@pytest.mark.parametrize("name", CAPTUM)
 def test_shapes_target_and_mode(name, model, x):
-    expl = make_captum_explainer(name, model, **FAST[name])
+    expl = make_explainer(name, model, **FAST[name])
     with torch.no_grad():  # works under no_grad too
-        maps = expl(x)
+        res = expl.attribute(x)
+    maps = res.maps
     assert maps.shape == x.shape and maps.dtype == torch.float32 and not maps.requires_grad
     assert torch.isfinite(maps).all()
-    torch.testing.assert_close(expl.last_logits, model(x).detach())
-    assert torch.equal(expl.last_target, expl.last_logits.argmax(1))
+    torch.testing.assert_close(res.logits, model(x).detach())
+    assert torch.equal(res.target, res.logits.argmax(1))
     assert not model.training
     model.train()
-    expl(x[:1], target=3)
+    res = expl.attribute(x[:1], target=3)
     assert model.training  # mode untouched
-    assert expl.last_target.tolist() == [3]
+    assert res.target.tolist() == [3]
 
 
 def test_unknown_name_and_bad_inputs(model, x):
     with pytest.raises(ValueError, match="saliency"):
-        make_captum_explainer("nope", model)
+        make_explainer("nope", model)
     expl = Saliency(model)
     with pytest.raises(ValueError):
         expl(x[0])
@@ -98,8 +101,8 @@ def test_ig_completeness():
     model = _model(torch.float64)
     x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
     expl = IntegratedGradients(model, n_steps=200, internal_batch_size=100)
-    maps = expl(x)
-    t = expl.last_target
+    res = expl.attribute(x)
+    maps, t = res.maps, res.target
     with torch.no_grad():
         fx = model(x).gather(1, t[:, None])[:, 0]
         f0 = model(torch.zeros_like(x)).gather(1, t[:, None])[:, 0]
@@ -115,8 +118,8 @@ def test_ig_completeness():
 def test_deepliftshap_summation_to_delta(model, x):
     bl = torch.rand(4, 3, 32, 32)
     expl = DeepLiftShap(model, baselines=bl)
-    maps = expl(x)
-    t = expl.last_target
+    res = expl.attribute(x)
+    maps, t = res.maps, res.target
     with torch.no_grad():
         fx = model(x).gather(1, t[:, None])[:, 0]
         fb = model(bl)[:, t].mean(0)
@@ -162,15 +165,16 @@ def test_lime_seeded_and_mask(baseline, model, smooth_x):
     x = smooth_x
     kw = dict(n_samples=100, perturbations_per_eval=50, baseline=baseline)
     e1 = Lime(model, seed=0, **kw)
-    a = e1(x)
+    r1 = e1.attribute(x)
+    a = r1.maps
     b = Lime(model, seed=0, **kw)(x)
     c = Lime(model, seed=5, **kw)(x)
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
-    mask, seg = e1.last_mask, e1.last_segments[:, 0]
+    mask, seg = r1.extra["mask"], r1.extra["segments"][:, 0]
     assert mask.shape == (N, 32, 32) and mask.dtype == torch.bool
     for i in range(N):
-        w = e1.last_weights[i]
+        w = r1.extra["weights"][i]
         # the map is the superpixel weight broadcast over channels
         torch.testing.assert_close(a[i], w[seg[i]].expand(3, -1, -1))
         chosen = seg[i][mask[i]].unique()

@@ -83,12 +83,13 @@ def test_mode_subset_still_uses_the_original_as_reference():
 
 def test_ablation_output_draws_figures_8_and_9(tmp_path):
     """The ablation's CSV is what the figure rule reads (mode names included)."""
-    from xaisec.cfn_report import batchsize_figures
+    from xaisec.cfn_report import batchsize_figure
 
     original, attacked = _models()
     x, y = _data(8)
     df = batch_size_ablation(original, attacked, x, y, batch_sizes=(2, 4), n_samples=8,
                              explainer="gradcam", target_label=1, progress=False)
     df.to_csv(tmp_path / "bs.csv", index=False)
-    batchsize_figures(tmp_path / "bs.csv", [tmp_path / "f8.png"], [tmp_path / "f9.png"])
+    for n in (8, 9):
+        batchsize_figure(tmp_path / "bs.csv", n, [tmp_path / f"f{n}.png"])
     assert (tmp_path / "f8.png").stat().st_size > 5000 and (tmp_path / "f9.png").exists()

@@ -43,6 +43,13 @@ def per_sample(tmp_path_factory):
     return paths
 
 
+#: the models' config entries as the workflow passes them (regime read from the entry)
+MODELS = {"resnet20-nobn": {"arch": "resnet20", "regime": "nobn"},
+          "resnet20-frozenbn": {"arch": "resnet20", "regime": "frozenbn"},
+          "resnet20-softplus": {"arch": "resnet20", "regime": "softplus"},
+          "resnet20": {"arch": "resnet20", "regime": "bn"}}
+
+
 def _png_ok(path):
     assert path.exists() and path.stat().st_size > 5000
 
@@ -58,7 +65,7 @@ def test_published_extra_has_tables_5_7_8():
 
 def test_table5_cells_match_hand_computation(per_sample, tmp_path):
     csv, md = tmp_path / "t5.csv", tmp_path / "t5.md"
-    t = cr.write_table5(per_sample, csv, md)
+    t = cr.write_table5(per_sample, MODELS, csv, md)
     assert csv.exists() and "Table 5" in md.read_text()
     assert len(t) == 9 and list(t["attack"][:3]) == ["SF"] * 3
     ps = pd.concat([pd.read_parquet(p) for p in per_sample])
@@ -78,7 +85,7 @@ def test_table5_cells_match_hand_computation(per_sample, tmp_path):
 
 
 def test_table8_softplus_rows_and_paper_values(per_sample, tmp_path):
-    t = cr.write_table8(per_sample, tmp_path / "t8.csv", tmp_path / "t8.md")
+    t = cr.write_table8(per_sample, MODELS, tmp_path / "t8.csv", tmp_path / "t8.md")
     assert len(t) == 2 * 9  # attack + cfn modes x 9
     att = t[(t["mode"] == "attack") & (t["attack"] == "RH") & (t["xai"] == "R-C")].iloc[0]
     assert att["paper triggered"] == "0.14 ± 0.06" and att["paper asr"] == pytest.approx(0.93)
@@ -122,12 +129,11 @@ def test_table7_mean_sd(tmp_path):
 def test_src_figures(per_sample, tmp_path):
     assert {7, 12, 13, 14, 15, 16, 17, 18} <= set(cr.SRC_FIGURES)
     assert cr.SRC_FIGURES[15]["models"] == "nobn" and cr.SRC_FIGURES[16]["value"] == "src_p"
-    assert cr.model_matches("resnet20", "bn") and not cr.model_matches("resnet20-nobn", "bn")
-    fig = cr.src_figure(per_sample, 7, [tmp_path / "f7.png"])
+    fig = cr.src_figure(per_sample, 7, [tmp_path / "f7.png"], MODELS)
     _png_ok(tmp_path / "f7.png")
     assert all(ax.get_yscale() == "linear" for ax in fig.axes)
     assert "resnet20-softplus" in fig.axes[0].get_title()
-    fig = cr.src_figure(per_sample, 12, [tmp_path / "f12.png", tmp_path / "f12.pdf"])
+    fig = cr.src_figure(per_sample, 12, [tmp_path / "f12.png", tmp_path / "f12.pdf"], MODELS)
     _png_ok(tmp_path / "f12.png")
     assert (tmp_path / "f12.pdf").exists()
     assert all(ax.get_yscale() == "log" for ax in fig.axes)
@@ -178,10 +184,26 @@ def test_batchsize_figures(tmp_path):
                      "error_sd": 0.0, "accuracy": 0.91})
     csv = tmp_path / "bs.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
-    f8, f9 = cr.batchsize_figures(csv, [tmp_path / "f8.png"], [tmp_path / "f9.png"])
+    f8 = cr.batchsize_figure(csv, 8, [tmp_path / "f8.png"])
+    assert not (tmp_path / "f9.png").exists()  # one figure per call
+    f9 = cr.batchsize_figure(csv, 9, [tmp_path / "f9.png"])
     _png_ok(tmp_path / "f8.png")
     _png_ok(tmp_path / "f9.png")
     assert f8.axes[0].get_xscale() == "log" and len(f9.axes[0].get_lines()) == 3
     pd.DataFrame([{**rows[0], "mode": "weird"}]).to_csv(csv, index=False)
     with pytest.raises(ValueError, match="unknown mode"):
-        cr.batchsize_figures(csv, [tmp_path / "x.png"], [tmp_path / "y.png"])
+        cr.batchsize_figure(csv, 8, [tmp_path / "x.png"])
+
+
+def test_regime_comes_from_the_entry_not_the_key(per_sample, tmp_path):
+    """A VGG-13 with frozen BN is not Table 5's ResNet-20, whatever its key says; a key the
+    config does not describe is an error."""
+    vgg = dict(MODELS, **{"resnet20-frozenbn": {"arch": "vgg13", "regime": "frozenbn"}})
+    t = cr.table5(pd.concat([pd.read_parquet(p) for p in per_sample]), vgg)
+    assert not any("Non-trainable" in c for c in t.columns)
+    renamed = dict(MODELS, **{"resnet20-softplus": {"arch": "resnet20", "regime": "bn"}})
+    with pytest.raises(ValueError, match="Softplus"):
+        cr.write_table8(per_sample, renamed, tmp_path / "t8.csv", tmp_path / "t8.md")
+    with pytest.raises(ValueError, match="no config entry"):
+        cr.write_table5(per_sample, {"resnet20": MODELS["resnet20"]}, tmp_path / "a.csv",
+                        tmp_path / "a.md")

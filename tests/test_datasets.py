@@ -346,6 +346,68 @@ def test_fetch_extracts_once(tmp_path, monkeypatch):
     assert (root2 / "train" / "cat" / "extra.png").is_file()
 
 
+def _cifar10_archive(tmp_path: Path, seed: int) -> tuple[Path, tuple]:
+    """cifar-10-python.tar (uncompressed) of random batches: same size whatever the seed."""
+    src = tmp_path / f"src{seed}"
+    train, test = _make_cifar10_pickles(src / "cifar-10-batches-py", np.random.default_rng(seed))
+    arc = _tar_dir(src, tmp_path / f"cifar-10-python-{seed}.tar", mode="w")
+    return arc, (train, test)
+
+
+@pytest.mark.parametrize("mtime", ["older", "same"])
+@pytest.mark.parametrize("checksum", [False, True])
+def test_fetch_replaced_archive_yields_new_data(tmp_path, checksum, mtime):
+    """An archive replaced at the same path by one of the same size and an older mtime
+    (``cp -p``), or even the same mtime (``touch -r``, pinned build timestamps), is extracted
+    again: the prepared data are the new archive's."""
+    old, _ = _cifar10_archive(tmp_path, 0)
+    new, (_, (x_new, y_new)) = _cifar10_archive(tmp_path, 1)
+    assert old.stat().st_size == new.stat().st_size and old.read_bytes() != new.read_bytes()
+    arc = tmp_path / "cifar-10-python.tar"
+    os.replace(old, arc)
+    st = arc.stat()
+    raw = tmp_path / "raw"
+    kw = {"checksum": f"md5:{_md5(arc)}"} if checksum else {}
+    root = D.fetch("cifar10", raw, source=arc, **kw)
+    D.prepare("cifar10", tmp_path / "out", root, progress=False)
+    old_test = D.load_split(tmp_path / "out" / "test.npz")
+
+    os.replace(new, arc)
+    os.utime(arc, ns=(st.st_atime_ns, st.st_mtime_ns - (10**9 if mtime == "older" else 0)))
+    kw = {"checksum": f"md5:{_md5(arc)}"} if checksum else {}
+    root = D.fetch("cifar10", raw, source=arc, **kw)
+    D.prepare("cifar10", tmp_path / "out", root, progress=False)
+    new_test = D.load_split(tmp_path / "out" / "test.npz")
+    np.testing.assert_array_equal(new_test.x, _hwc(x_new))
+    np.testing.assert_array_equal(new_test.y, y_new)
+    assert not np.array_equal(new_test.x, old_test.x)
+
+
+def test_source_signature(tmp_path):
+    from xaisec.workflow.plan import source_signature
+
+    assert source_signature(None) is None
+    assert source_signature(tmp_path / "nothing") == "missing"
+    arc = tmp_path / "a.zip"
+    arc.write_bytes(b"x" * 10)
+    sig = source_signature(arc)
+    assert sig == source_signature(str(arc))  # stable
+    st = arc.stat()
+    arc.write_bytes(b"y" * 11)
+    os.utime(arc, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))  # older, other content
+    assert source_signature(arc) != sig
+    tree = _make_cifar_folder(tmp_path / "tree", n_train=1, n_test=1, odd_size=False)
+    sig = source_signature(tree)
+    assert sig.startswith("folder files=20 ")
+    img = tree / "train" / "cat" / "0000.png"
+    st = img.stat()
+    dir_mtime = img.parent.stat().st_mtime_ns
+    _png(img, color=(1, 2, 3))  # rewritten in place: the folder's own mtime does not change
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert img.parent.stat().st_mtime_ns == dir_mtime
+    assert source_signature(tree) != sig
+
+
 def test_read_image_folder_sorted_without_spec(tmp_path):
     for split in ("train", "test"):
         for name, color in (("zebra", 10), ("apple", 20), ("mango", 30)):
@@ -551,6 +613,26 @@ def test_gtsrb_missing_image(tmp_path):
         D.read_gtsrb(tree, progress=False)
 
 
+@pytest.mark.parametrize("which", ["train", "test"])
+@pytest.mark.parametrize("row", ["short", "not-int"])
+def test_gtsrb_malformed_row_names_file_and_line(tmp_path, which, row):
+    tree = _make_gtsrb(tmp_path / "g")
+    if which == "train":  # class 0: header + 2 rows; the bad row is line 4
+        csv_path = tree / "GTSRB" / "Final_Training" / "Images" / "00000" / "GT-00000.csv"
+    else:  # header + 3 rows
+        csv_path = tree / "GT-final_test.csv"
+    lines = csv_path.read_text().splitlines(keepends=True)
+    bad = "00000_00000.png;40;30\n" if row == "short" else "00000_00000.png;40;30;1;2;x;20;0\n"
+    csv_path.write_text("".join(lines) + bad)
+    with pytest.raises(ValueError) as exc:
+        D.read_gtsrb(tree, progress=False)
+    msg = str(exc.value)
+    assert str(csv_path) in msg and f"line {len(lines) + 1}" in msg, msg
+    assert ("Roi.X1" in msg) if row == "short" else ("Roi.X2 = 'x'" in msg)
+    with pytest.raises(ValueError, match=f"line {len(lines) + 1}"):
+        D.prepare("gtsrb", tmp_path / "out", tree, progress=False)
+
+
 # --------------------------------------------------------------------------------------------
 # CIFAR python pickles
 # --------------------------------------------------------------------------------------------
@@ -631,6 +713,83 @@ def test_cifar_meta_mismatch(tmp_path):
         pickle.dump({b"label_names": [b"x"] * 10}, f)
     with pytest.raises(ValueError, match="differ from the official"):
         D.read_cifar_pickles(d)
+
+
+class _Payload:
+    """Unpickling this runs ``func(*args)``: what a crafted CIFAR batch would smuggle in."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("how", ["os.system", "builtins.exec", "nested", "protocol0"])
+def test_cifar_crafted_batch_runs_no_code(tmp_path, how):
+    d = tmp_path / "cifar-10-batches-py"
+    _make_cifar10_pickles(d, np.random.default_rng(0))
+    marker = tmp_path / "pwned"
+    if how == "builtins.exec":
+        payload, refused = _Payload(exec, f"open({str(marker)!r}, 'w').close()"), "builtins.exec"
+    else:
+        payload, refused = _Payload(os.system, f"touch '{marker}'"), f"{os.system.__module__}.system"
+    batch = {b"data": payload, b"labels": [0]} if how == "nested" else payload
+    with open(d / "data_batch_1", "wb") as f:
+        pickle.dump(batch, f, protocol=0 if how == "protocol0" else pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(ValueError) as exc:
+        D.read_cifar_pickles(d)
+    msg = str(exc.value)
+    assert str(d / "data_batch_1") in msg and f"refusing to load {refused}" in msg
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="refusing to load"):
+        D.prepare("cifar10", tmp_path / "out", d, progress=False)
+    assert not marker.exists() and not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_cifar_crafted_batch_in_archive_runs_no_code(tmp_path):
+    """The reported case: a 'python version' archive whose data_batch_1 creates a file."""
+    src = tmp_path / "src" / "cifar-10-batches-py"
+    _make_cifar10_pickles(src, np.random.default_rng(0))
+    marker = tmp_path / "pwned"
+    with open(src / "data_batch_1", "wb") as f:
+        pickle.dump(_Payload(os.system, f"touch '{marker}'"), f, protocol=2)
+    arc = _tar_dir(tmp_path / "src", tmp_path / "cifar-10-python.tar.gz")
+    root = D.fetch("cifar10", tmp_path / "raw", source=arc)
+    with pytest.raises(ValueError, match=r"data_batch_1: refusing to load \w+\.system"):
+        D.prepare("cifar10", tmp_path / "out", root, progress=False)
+    assert not marker.exists()
+
+
+def test_cifar_refuses_other_codecs(tmp_path):
+    """_codecs.encode (protocol-2 bytes) is admitted for Latin-1 only."""
+    path = tmp_path / "b"
+    path.write_bytes(b"\x80\x02}q\x00C\x04dataq\x01c_codecs\nencode\nq\x02X\x01\x00\x00\x00xq\x03"
+                     b"X\x05\x00\x00\x00rot13q\x04\x86q\x05Rq\x06s.")
+    with pytest.raises(ValueError, match="not a CIFAR batch.*rot13"):
+        D._unpickle(path)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, pickle.HIGHEST_PROTOCOL])
+def test_cifar_batch_pickles_load(tmp_path, protocol):
+    """Legitimate batches (numpy arrays, numpy scalars, lists of ints and bytes) still load,
+    whatever the protocol and memory layout of their arrays."""
+    rng = np.random.default_rng(protocol)
+    data = rng.integers(0, 256, size=(4, 3072), dtype=np.uint8)
+    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [1, 0, 9, 3],
+             b"data": data, b"filenames": [b"a.png", b"b.png", b"c.png", b"d.png"],
+             b"fortran": np.asfortranarray(data[:, :6]), b"strided": data[:, ::512],
+             b"scalar": np.int64(7), b"name": "str"}
+    path = tmp_path / "data_batch_1"
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=protocol)
+    out = D._unpickle(path)
+    assert out.keys() == batch.keys()
+    for k in (b"data", b"fortran", b"strided"):
+        np.testing.assert_array_equal(out[k], batch[k])
+        assert out[k].dtype == np.uint8
+    assert out[b"labels"] == [1, 0, 9, 3] and out[b"filenames"][2] == b"c.png"
+    assert out[b"scalar"] == 7 and out[b"batch_label"] == b"training batch 1 of 5"
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
-from xaisec.captum_explainers import make_captum_explainer
+from xaisec.explainers import make_explainer
 from xaisec.exiaa import (
     GRID_COLUMNS,
     class_rankings,
@@ -312,7 +312,7 @@ TOPKS = [0.05, 0.2, 0.5]
 
 
 def test_run_grid_end_to_end(model):
-    expl = make_captum_explainer("saliency", model)
+    expl = make_explainer("saliency", model)
     x, pool_x, labels, idx, pred, ru = _setup(model)
     kw = {"baseline": {"std": 1.0, "positions": "random"}, "explain_target": "original",
           "seed": 0, "progress": False, "pool_labels": labels}
@@ -342,8 +342,9 @@ def test_run_grid_end_to_end(model):
 
     # n_injected, attack_pred and the attack rows' metrics from the pieces, by hand
     xa = pool_x[idx.reshape(-1)]
-    z_bar = expl(xa)  # E(x_bar; f(x_bar))
-    a_pred = expl.last_logits.argmax(1).reshape(n, r)
+    r_bar = expl.attribute(xa)  # E(x_bar; f(x_bar))
+    z_bar = r_bar.maps
+    a_pred = r_bar.logits.argmax(1).reshape(n, r)
     masks = topk_masks(z_bar, TOPKS).reshape(n, r, len(TOPKS), 3, 8, 8)
     att = df[df["method"] == "attack"].sort_values(["image", "rank", "alpha", "topk"])
     assert (att["attack_pred"].to_numpy() == a_pred.numpy()[att["image"], att["rank"]]).all()
@@ -359,10 +360,10 @@ def test_run_grid_end_to_end(model):
     xh = xh.reshape(-1, 3, 8, 8)  # order (image, rank, alpha, topk)
     rep = n * r * len(ALPHAS) * len(TOPKS)
     img = torch.arange(n).repeat_interleave(rep // n)
-    z = expl(x)
-    p = expl.last_logits.softmax(1)
-    zh = expl(xh, target=pred[img])
-    ph = expl.last_logits.softmax(1)
+    r0 = expl.attribute(x)
+    z, p = r0.maps, r0.logits.softmax(1)
+    rh = expl.attribute(xh, target=pred[img])
+    zh, ph = rh.maps, rh.logits.softmax(1)
     np.testing.assert_allclose(att["explanation_change"], explanation_change(z[img], zh).numpy(),
                                rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(att["ssim"], ssim(x[img], xh).numpy(), atol=1e-9)
@@ -373,7 +374,7 @@ def test_run_grid_end_to_end(model):
 
 
 def test_run_grid_deterministic_and_chunking_invariant(model):
-    expl = make_captum_explainer("saliency", model)
+    expl = make_explainer("saliency", model)
     x, pool_x, _, idx, *_ = _setup(model, n=5)
     for positions in ("attack", "random"):
         kw = {"baseline": {"std": 0.5, "mean": 0.5, "positions": positions},
@@ -397,7 +398,7 @@ def test_run_grid_deterministic_and_chunking_invariant(model):
 
 
 def test_run_grid_without_baseline_and_errors(model):
-    expl = make_captum_explainer("saliency", model)
+    expl = make_explainer("saliency", model)
     x, pool_x, _, idx, *_ = _setup(model, n=2)
     df = run_grid(model, expl, x, pool_x, idx, [0.1], [0.1, 0.5], baseline=None, progress=False)
     assert len(df) == 2 * idx.shape[1] * 2 and set(df["method"]) == {"attack"}

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from xaisec import datasets as D
-from xaisec.captum_explainers import DeepLiftShap, make_captum_explainer
-from xaisec.explainers import GradCAM, minmax
+from xaisec.explainers import DeepLiftShap, GradCAM, make_explainer, minmax
 from xaisec.imagenet import (
     ARCHS,
     DeepLiftMaxPool2d,
@@ -201,9 +200,10 @@ def test_gradcam_resnet18_matches_pytorch_grad_cam(nets, x):
 def test_gradcam_efficientnet_runs(nets, x):
     m = nets["efficientnet_v2_s"]
     g = GradCAM(m, layer=m.gradcam_layer)
-    maps = g(x)
+    res = g.attribute(x)
+    maps = res.maps
     assert maps.shape == (2, 1, 64, 64) and torch.isfinite(maps).all() and (maps >= 0).all()
-    assert g.last_logits.shape == (2, 1000)
+    assert res.logits.shape == (2, 1000)
 
 
 FAST = {"saliency": {}, "ig": {"n_steps": 2}, "deepliftshap": {"n_baselines": 2},
@@ -216,7 +216,7 @@ def test_captum_wrappers_run(nets, name, explainer):
     x = torch.rand(1, 3, 32, 32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Captum's notes on hooks / requires_grad
-        maps = make_captum_explainer(explainer, nets[name], **FAST[explainer])(x)
+        maps = make_explainer(explainer, nets[name], **FAST[explainer])(x)
     assert maps.shape == x.shape and torch.isfinite(maps).all()
 
 

@@ -212,4 +212,42 @@ def test_extra_target_without_its_runs_names_what_is_missing(tmp_path):
     res = smk(tmp_path, "--configfile", str(REPO / "config" / "smoke.yaml"), str(only_bn), "-n",
               "results/smoke/tables/cfn_table8.md", check=False)
     assert res.returncode != 0
-    assert "CFN Table 8 needs attacked runs (MSE) of a softplus model on shapes" in res.stdout + res.stderr
+    assert "CFN Table 8 needs attacked runs (MSE) of a ResNet-20 softplus model on shapes" in res.stdout + res.stderr
+
+
+def _planned_rules(res) -> dict:
+    """{rule: job count} from a dry run's job stats table."""
+    text = res.stdout + res.stderr
+    assert res.returncode == 0, text[-3000:]
+    stats = text[text.index("Job stats:"):] if "Job stats:" in text else ""
+    out = {}
+    for line in stats.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            if out:
+                break
+            continue
+        out[parts[0]] = int(parts[1])
+    return out
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("change, expected, forbidden", [
+    # only the evaluation reads error_normalization: no explanation cache is recomputed
+    ("evaluation: {error_normalization: zscore}",
+     {"evaluate_backdoor", "cfn_table", "cfn_comparison", "cfn_src_figure", "cfn_table5",
+      "cfn_table8", "all"}, {"explain", "finetune_backdoor"}),
+    # a LIME setting reruns the LIME caches and what reads them, not the FGSM/BIM images
+    ("fgsmxai: {lime: {n_samples: 120}}",
+     {"fgsmxai_explain", "fgsmxai_table", "fgsmxai_figure", "all"}, {"fgsmxai_inputs"}),
+])
+def test_a_setting_reruns_only_what_reads_it(smoke_run, change, expected, forbidden):
+    extra = smoke_run / "change.yaml"
+    extra.write_text(change + "\n")
+    res = smk(smoke_run, "--configfile", str(REPO / "config" / "smoke.yaml"), str(extra), "-n",
+              check=False)
+    planned = _planned_rules(res)
+    assert planned and set(planned) <= expected, planned
+    assert not set(planned) & forbidden
+    if "lime" in change:
+        assert planned["fgsmxai_explain"] == 3  # clean, FGSM, BIM with LIME

@@ -29,6 +29,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import io
+from .explainers import explain_batches as _explain_batches
+from .explainers import explainer_kwargs as _explainer_kwargs
 from .explainers import make_explainer, minmax, normalize_max, normalize_zscore_channelmax
 from .models import set_activation
 from .train import nhwc_to_tensor, random_subset, to_float
@@ -160,7 +162,8 @@ class FinetuneConfig:
     norm: str = "bn"                 # "bn" | "cfn": fine-tune with CFN in place of BN (C5)
 
     def explainer_kwargs(self) -> dict:
-        return {"weighting": self.relevancecam_weighting} if self.explainer == "relevancecam" else {}
+        return _explainer_kwargs(self.explainer,
+                                 {"relevancecam_weighting": self.relevancecam_weighting})
 
     def __post_init__(self):
         if self.attack not in ATTACKS:
@@ -216,17 +219,15 @@ def explain_batches(model, explainer: str, x: torch.Tensor, batch_size: int, dev
     paste the trigger first.
     """
     expl = make_explainer(explainer, model, **(explainer_kwargs or {}))
-    maps, logits = [], []
-    for i in tqdm(range(0, len(x), batch_size), disable=not progress, desc=f"explain {explainer}",
-                  leave=False):
-        xb = to_float(x[i:i + batch_size].to(device))
-        if trigger is not None:
-            xb = apply_trigger(xb, **trigger)
-        t = None if targets is None else targets[i:i + batch_size].to(device)
-        m = expl(xb, target=t, create_graph=False)
-        maps.append(m.detach().cpu())
-        logits.append(expl.last_logits.detach().cpu())
-    return torch.cat(maps), torch.cat(logits)
+
+    def batches():
+        for i in range(0, len(x), batch_size):
+            xb = to_float(x[i:i + batch_size].to(device))
+            yield xb if trigger is None else apply_trigger(xb, **trigger)
+
+    res = _explain_batches(expl, batches(), targets, total=-(-len(x) // batch_size),
+                           out_device="cpu", progress=progress, desc=f"explain {explainer}")
+    return res.maps, res.logits
 
 
 def _dissimilarity(loss_fn, maps, ref, batch=512):
@@ -308,6 +309,7 @@ def _into_bn_model(original: nn.Module, finetuned: nn.Module) -> nn.Module:
     return bn_model
 
 
+@io.holds_output_lock  # one run per out_dir: a second one stops with a clear error
 def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
              val_y: np.ndarray, cfg: FinetuneConfig, out_dir, seed: int, device="cpu",
              meta: dict | None = None, progress: bool = True) -> dict:
@@ -355,7 +357,7 @@ def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_
     target_norm = zscore_channelmax(target_explanation(cfg.target_map, cfg.explainer, size))
 
     if cfg.norm == "cfn":
-        from .defenses import apply_defense
+        from .defenses import apply_model_defense as apply_defense
 
         if not any(isinstance(m, _BN_TYPES) for m in original.modules()):
             raise ValueError("norm='cfn' needs a model with BatchNorm layers to replace")
@@ -400,10 +402,10 @@ def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_
             ref = ref_train[i].to(device)
             if cfg.attack in ("sf", "rh"):
                 ref = torch.where(tm[:, None, None, None], target_norm.to(device), ref)
-            maps = expl(xb, target=yb if cfg.explained_class == "label" else None,
-                        create_graph=True)
-            l_expl = loss_fn(zscore_channelmax(maps), ref).mean()
-            l_cls = F.cross_entropy(expl.last_logits, y_cls)
+            res = expl.attribute(xb, target=yb if cfg.explained_class == "label" else None,
+                                 create_graph=True)
+            l_expl = loss_fn(zscore_channelmax(res.maps), ref).mean()
+            l_cls = F.cross_entropy(res.logits, y_cls)
             loss = cfg.lam * l_expl + (1 - cfg.lam) * l_cls
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -30,7 +30,10 @@ unnormalised gradients of well-trained models are often ~1e-6 to 1e-8 and lose m
 their digits: keep those in float32. Reading always returns float32.
 
 Files are written atomically (temporary file + rename, :func:`xaisec.io.atomic_path`), so a job
-killed mid-write leaves either no file or the previous one.
+killed mid-write leaves either no file or the previous one, with CRC32 page checksums and
+per-column content digests (:func:`xaisec.io.write_parquet`): every read verifies those of the
+columns it reads (footer-only reads: the schema metadata), so a damaged file raises
+:class:`CacheError` instead of returning changed values.
 """
 from __future__ import annotations
 
@@ -43,9 +46,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .io import atomic_path
+from .io import CorruptFileError, read_parquet_metadata, read_parquet_table, write_parquet
 
 FORMAT_VERSION = 1
 KEY_FORMAT = b"xaisec.format"
@@ -249,23 +251,24 @@ def write_explanations(path, es: ExplanationSet, *, dtype: str = "float32",
         raise CacheError(f"compression must be one of {sorted(_COMPRESSIONS)}, got {compression!r}")
     table, row_group = _prepare(es, dtype)
     small = [f.name for f in table.schema if f.name != MAP_COLUMN]
-    with atomic_path(path, suffix=".tmp") as tmp:
-        pq.write_table(
-            table, tmp,
-            row_group_size=row_group,
-            compression=compression,
-            compression_level=compression_level,
-            use_dictionary=small,  # never dictionary-encode the float maps
-            write_statistics=small,  # min/max of millions of map values is wasted work
-            column_encoding={f"{MAP_COLUMN}.list.element": "BYTE_STREAM_SPLIT"},
-            use_compliant_nested_type=True,  # makes the leaf path "map.list.element"
-            write_page_checksum=True,  # CRC32 per page: corruption inside the file is caught
-        )
+    # atomic; CRC32 page checksums and per-column content digests (xaisec.io.write_parquet)
+    write_parquet(
+        table, path,
+        row_group_size=row_group,
+        compression=compression,
+        compression_level=compression_level,
+        use_dictionary=small,  # never dictionary-encode the float maps
+        write_statistics=small,  # min/max of millions of map values is wasted work
+        column_encoding={f"{MAP_COLUMN}.list.element": "BYTE_STREAM_SPLIT"},
+        use_compliant_nested_type=True,  # makes the leaf path "map.list.element"
+    )
 
 
 # ---------------------------------------------------------------- reading
 
 def _open_error(path: Path, e: Exception) -> CacheError:
+    if isinstance(e, CorruptFileError):  # already names the file and says what to do
+        return CacheError(str(e))
     return CacheError(f"{path}: cannot read the explanation cache ({type(e).__name__}: {e}); "
                       f"the file is truncated or corrupt: delete it and rerun")
 
@@ -274,8 +277,8 @@ def _schema(path: Path) -> pa.Schema:
     if not path.exists():
         raise FileNotFoundError(f"missing explanation cache: {path}")
     try:
-        return pq.read_schema(path)
-    except (pa.ArrowException, OSError) as e:
+        return read_parquet_metadata(path).schema.to_arrow_schema()
+    except (CorruptFileError, pa.ArrowException, OSError) as e:
         raise _open_error(path, e) from None
 
 
@@ -316,8 +319,8 @@ def read_info(path) -> dict:
     schema = _schema(path)
     info = _header(path, schema)
     try:
-        info["num_rows"] = pq.ParquetFile(path).metadata.num_rows
-    except (pa.ArrowException, OSError) as e:
+        info["num_rows"] = read_parquet_metadata(path).num_rows
+    except (CorruptFileError, pa.ArrowException, OSError) as e:
         raise _open_error(path, e) from None
     info["columns"] = [n for n in schema.names if n != MAP_COLUMN]
     info["size_bytes"] = path.stat().st_size
@@ -377,14 +380,13 @@ def read_explanations(path, *, columns: Sequence[str] | None = None, maps: bool 
             raise CacheError(f"{path}: no columns {unknown}{hint}; available: {available}")
     to_read = ([MAP_COLUMN] if maps else []) + wanted
     try:
-        table = pq.read_table(path, columns=to_read, use_threads=True,
-                              page_checksum_verification=True)
+        table = read_parquet_table(path, columns=to_read)  # verifies checksums and digests
         arrays = {name: (_maps_to_numpy(table.column(name), header["map_shape"], copy)
                          if name == MAP_COLUMN else _to_numpy(table.column(name), copy))
                   for name in to_read}
     except CacheError as e:
         raise CacheError(f"{path}: {e}") from None
-    except (pa.ArrowException, OSError) as e:
+    except (CorruptFileError, pa.ArrowException, OSError) as e:
         raise _open_error(path, e) from None
     if not copy:  # consistent whether or not the conversion could avoid a copy
         for a in arrays.values():

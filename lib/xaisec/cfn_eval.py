@@ -92,6 +92,17 @@ def _pm(m, s):
     return "" if pd.isna(m) else f"{m:.2f} ± {s:.2f}"
 
 
+def _one_cell(rows: pd.DataFrame, cell: str) -> None:
+    """A table cell is one model on one data set: two of either is an error, never a pick."""
+    for col in ("model", "dataset"):
+        if col in rows and rows[col].nunique() > 1:
+            raise ValueError(f"cell {cell} holds the {col}s {sorted(rows[col].unique())}: a CFN "
+                             f"table cell is one {col} (the workflow selects the model named "
+                             "by backdoor.tables.model)")
+    if "variant" in rows and rows["variant"].duplicated().any():
+        raise ValueError(f"cell {cell} holds more than one row per input variant")
+
+
 def paper_table(summary: pd.DataFrame, by_attack: bool) -> pd.DataFrame:
     """Lay a summary out like the CFN paper's Tables 1-4: rows mode x XAI x loss (or attack),
     columns triggered mu +- sd, Acc, ASR, clean mu +- sd, Acc."""
@@ -104,6 +115,7 @@ def paper_table(summary: pd.DataFrame, by_attack: bool) -> pd.DataFrame:
     s["_attack"] = s["attack"].map(["sf", "rh", "fd"].index)
     order = ["_mode", "_attack", "_xai"] if by_attack else ["_mode", "_loss", "_xai"]
     for (d, a, e, lo), g in s.groupby(["defense", "attack", "explainer", "loss"], sort=False):
+        _one_cell(g, f"{d}/{a}/{e}/{lo}")
         t = g[g["variant"] == "triggered"].iloc[0]
         c = g[g["variant"] == "clean"].iloc[0]
         rows.append({
@@ -140,6 +152,7 @@ def comparison(summary: pd.DataFrame, published: pd.DataFrame, dataset: str, tab
             sel = summary[(summary["attack"] == r.attack) & (summary["explainer"] == r.xai)
                           & (summary["loss"] == r.loss) & (summary["defense"] == defense)
                           & (summary["variant"] == variant)]
+            _one_cell(sel, f"{table} {r.attack}/{r.mode}/{r.xai}/{r.loss}")
             row[name] = float(sel[col].iloc[0]) if len(sel) else np.nan
             if col == "error_mean":
                 row[name + "_sd"] = float(sel["error_sd"].iloc[0]) if len(sel) else np.nan

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .backdoor import apply_trigger
-from .defenses import DEFENSES, apply_defense
+from .defenses import apply_model_defense, names as defense_names
 from .explainers import capture, default_layer, make_explainer, normalize_max
 from .train import nhwc_to_tensor, to_float
 
@@ -56,8 +56,8 @@ def _check_inputs(x_uint8, y, defense: str, context_x):
         raise ValueError("no images to show")
     if len(y) != len(x_np):
         raise ValueError(f"x_uint8 holds {len(x_np)} images but y holds {len(y)} labels")
-    if defense not in DEFENSES:
-        raise ValueError(f"unknown defense {defense!r}; known: {', '.join(DEFENSES)}")
+    if defense not in defense_names("model"):
+        raise ValueError(f"unknown defense {defense!r}; known: {', '.join(defense_names('model'))}")
     if context_x is not None:
         context_x = _check_images("context_x", context_x)
         if context_x.shape[1:] != x_np.shape[1:]:
@@ -75,17 +75,15 @@ def _prepare(original_model, attacked_model, x_np, context_x, trigger, defense, 
     x_trig = apply_trigger(x_clean, **(trigger or {}))
     batch = x_trig if context_x is None else torch.cat(
         [x_trig, apply_trigger(to_float(nhwc_to_tensor(context_x)), **(trigger or {}))])
-    models = tuple(apply_defense(m, d).to(device).eval() for m, d in
+    models = tuple(apply_model_defense(m, d).to(device).eval() for m, d in
                    ((original_model, "none"), (attacked_model, "none"), (attacked_model, defense)))
     return x_clean, x_trig, batch, models
 
 
 def _explain(model, explainer: str, x: torch.Tensor, kwargs: dict, device):
     """Channel-max, max-normalised maps (n, H, W) and softmax probabilities (n, C)."""
-    expl = make_explainer(explainer, model, **kwargs)
-    maps = expl(x.to(device), target=None, create_graph=False).detach().float()
-    probs = torch.softmax(expl.last_logits.detach().float(), 1)
-    return normalize_max(maps)[:, 0].cpu().numpy(), probs.cpu().numpy()
+    res = make_explainer(explainer, model, **kwargs).attribute(x.to(device))
+    return normalize_max(res.maps.float())[:, 0].cpu().numpy(), res.probs.cpu().numpy()
 
 
 def _top_k_title(probs: np.ndarray, class_names, k: int = 3) -> str:
@@ -169,8 +167,8 @@ def example_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Modul
 
     ``class_names``: one name per class of the models (the manifest's ``class_names``);
     ``explainer``: a name for :func:`xaisec.explainers.make_explainer` (with
-    ``explainer_kwargs``); ``defense``: a :data:`xaisec.defenses.DEFENSES` name applied to the
-    manipulated model in the last column; ``trigger``: kwargs of
+    ``explainer_kwargs``); ``defense``: a model defense (:func:`xaisec.defenses.names`) applied
+    to the manipulated model in the last column; ``trigger``: kwargs of
     :func:`xaisec.backdoor.apply_trigger`; ``context_x``: uint8 (m, H, W, 3) images explained
     in the same (triggered) batch as the shown ones by the defended model only (module
     docstring).

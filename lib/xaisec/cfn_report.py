@@ -10,15 +10,13 @@ checkpoints, accuracy records, a batch-size sweep CSV) and never recomputes expl
 * :func:`src_figure` with :data:`SRC_FIGURES` -- SRC and p-value boxplots (Figures 7, 12-18);
 * :func:`weight_figure` / :func:`weight_table` with :data:`WEIGHT_FIGURES` -- layer-wise CKA
   and Spearman between original and attacked weights (Figures 3, 10, 11);
-* :func:`batchsize_figures` -- ASR, explanation error and accuracy against the CFN batch size
+* :func:`batchsize_figure` -- ASR, explanation error or accuracy against the CFN batch size
   (Figures 8 and 9).
 
 The paper's published numbers for Tables 5, 7 and 8 are in
 ``resources/cfn_published_extra.csv`` (columns paper, table, row, column, value, sd).
 """
 from __future__ import annotations
-
-from importlib import resources
 
 import matplotlib
 
@@ -28,12 +26,14 @@ import pandas as pd
 import seaborn as sns
 
 from . import io
+from .published import published
 from .cfn_eval import MODE_LABELS, XAI_LABEL, paper_table, summarize
+from .papers.cfn.targets import SRC_FIGURES, WEIGHT_FIGURES
 from .report import save_figure, write_table
 
 ATTACKS = ("sf", "rh", "fd")
 XAIS = tuple(XAI_LABEL)
-#: model regimes, recognised by a substring of the model key ("bn": none of the others)
+#: model regimes (xaisec.catalog.model_regime reads them from a model's config entry)
 REGIME_LABELS = {"bn": "BN", "frozenbn": "Non-trainable BN", "nobn": "No BN",
                  "softplus": "Softplus"}
 
@@ -42,27 +42,21 @@ REGIME_LABELS = {"bn": "BN", "frozenbn": "Non-trainable BN", "nobn": "No BN",
 
 def published_extra() -> pd.DataFrame:
     """The paper's Tables 5, 7 and 8 as transcribed (``resources/cfn_published_extra.csv``)."""
-    with resources.files("xaisec").joinpath("resources/cfn_published_extra.csv").open() as f:
-        return pd.read_csv(f, comment="#")
+    return published("cfn_published_extra")
 
 
-def model_regime(key: str) -> str:
-    """``nobn``, ``frozenbn``, ``softplus`` or ``bn`` (plain BatchNorm) for a model key."""
-    for r in ("nobn", "frozenbn", "softplus"):
-        if r in key:
-            return r
-    return "bn"
+def model_regimes(ps: pd.DataFrame, models: dict) -> pd.Series:
+    """The regime of every row's model, read from ``models`` ({key: {arch, regime}}, the
+    models' config entries as :func:`xaisec.catalog.model_info` gives them), never from the
+    key; a model missing there is an error."""
+    missing = sorted(set(ps["model"].astype(str)) - set(models))
+    if missing:
+        raise ValueError(f"no config entry (arch, regime) for the model(s) {missing}")
+    return ps["model"].astype(str).map(lambda k: models[k]["regime"])
 
 
-def model_matches(key: str, which: str | None) -> bool:
-    """Model filter of :data:`SRC_FIGURES`: ``None`` keeps every model, ``"bn"`` the plain
-    BatchNorm models (keys naming none of nobn/frozenbn/softplus), any other string is a
-    substring of the model key."""
-    if which is None:
-        return True
-    if which == "bn":
-        return model_regime(key) == "bn"
-    return which in key
+def model_arch(ps: pd.DataFrame, models: dict) -> pd.Series:
+    return ps["model"].astype(str).map(lambda k: models[k]["arch"])
 
 
 def read_per_sample(paths) -> pd.DataFrame:
@@ -70,11 +64,17 @@ def read_per_sample(paths) -> pd.DataFrame:
     if not paths:
         raise ValueError("no per-sample evaluation files for this target: check which attacked "
                          "runs the workflow selected (backdoor.experiments, models)")
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    return pd.concat([io.read_parquet(p) for p in paths], ignore_index=True)
 
 
-def _select(ps: pd.DataFrame, models: str | None, loss: str | None) -> pd.DataFrame:
-    keep = ps["model"].map(lambda k: model_matches(str(k), models))
+def _select(ps: pd.DataFrame, models: dict, regime: str | None, loss: str | None,
+            arch: str | None = "resnet20") -> pd.DataFrame:
+    """Rows of models of ``regime`` (None: any) and ``arch`` (None: any), and of ``loss``."""
+    keep = pd.Series(True, index=ps.index)
+    if regime is not None:
+        keep &= model_regimes(ps, models) == regime
+    if arch is not None:
+        keep &= model_arch(ps, models) == arch
     if loss is not None and "loss" in ps:
         keep &= ps["loss"] == loss
     return ps[keep]
@@ -93,19 +93,24 @@ def _seeds_note(ps: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- Table 5
 
-def table5(ps: pd.DataFrame, loss: str | None = "mse") -> pd.DataFrame:
+def table5(ps: pd.DataFrame, models: dict, loss: str | None = "mse") -> pd.DataFrame:
     """Attack-mode (defense ``none``) triggered explanation error and ASR per attack x XAI,
     one column group per model without BN (``nobn``) or with non-trainable BN (``frozenbn``),
-    with the paper's values beside ours."""
-    ps = ps[ps["model"].map(lambda k: model_regime(str(k)) in ("nobn", "frozenbn"))]
+    with the paper's values beside ours. Only ResNet-20s (the paper's Table 5); regimes and
+    architectures from ``models`` ({key: {arch, regime}})."""
+    ps = ps[model_regimes(ps, models).isin(("nobn", "frozenbn"))
+            & (model_arch(ps, models) == "resnet20")]
     if loss is not None and "loss" in ps:
         ps = ps[ps["loss"] == loss]
     ps = ps[(ps["defense"] == "none") & (ps["variant"] == "triggered")]
     if ps.empty:
-        raise ValueError("Table 5: no attack-mode triggered rows of models whose key names "
-                         "'nobn' or 'frozenbn'" + (f" with loss {loss}" if loss else ""))
+        raise ValueError("Table 5: no attack-mode triggered rows of ResNet-20 models without "
+                         "BN or with frozen BN" + (f" with loss {loss}" if loss else ""))
     pub = published_extra()
     pub = pub[pub["table"] == "Table 5"].set_index(["row", "column"])
+    def model_regime(k):
+        return models[k]["regime"]
+
     keys = sorted(ps["model"].unique(), key=lambda k: (["nobn", "frozenbn"].index(model_regime(k)), k))
     per_regime = pd.Series([model_regime(k) for k in keys]).value_counts()
     label = {k: REGIME_LABELS[model_regime(k)] + (f" ({k})" if per_regime[model_regime(k)] > 1 else "")
@@ -140,19 +145,21 @@ def table5(ps: pd.DataFrame, loss: str | None = "mse") -> pd.DataFrame:
     return out
 
 
-def write_table5(per_sample_paths, csv_path, md_path, loss: str | None = "mse") -> pd.DataFrame:
+def write_table5(per_sample_paths, models: dict, csv_path, md_path,
+                 loss: str | None = "mse") -> pd.DataFrame:
     ps = read_per_sample(per_sample_paths)
-    table = table5(ps, loss=loss)
-    sel = ps[ps["model"].map(lambda k: model_regime(str(k)) in ("nobn", "frozenbn"))]
+    table = table5(ps, models, loss=loss)
+    sel = ps[model_regimes(ps, models).isin(("nobn", "frozenbn"))]
     notes = [
         "Attack mode: the attacked model evaluated with its own normalisation (defense `none`) "
         "on triggered inputs; µ ± sd: explanation error (" + (loss or "all losses").upper()
         + ") against the original model on the same triggered input; ASR on triggered inputs "
         "whose label is not the target class (N/A for SF); trig. acc: triggered accuracy (%); "
         f"n: triggered samples. {_seeds_note(sel)}.",
-        ("Model regimes are read from the model key: 'nobn' = no BatchNorm (convolutions with "
-        "bias), 'frozenbn' = BatchNorm whose affine parameters were never trained (gamma 1, "
-        "beta 0; running statistics still estimated during clean training)."),
+        ("Model regimes are read from each model's config entry (models.<key>.variant): "
+        "'nobn' = no BatchNorm (convolutions with bias), 'frozenbn' = BatchNorm whose affine "
+        "parameters were never trained (gamma 1, beta 0; running statistics still estimated "
+        "during clean training). Only ResNet-20s, as in the paper's Table 5."),
         ("paper: the CFN paper's Table 5 (ResNet-20, CIFAR-10, MSE; "
         "resources/cfn_published_extra.csv), shown for every data set for orientation; the "
         "paper gives no number of seeds or samples and no triggered accuracy."),
@@ -173,12 +180,12 @@ def _pub_cell(pub: pd.DataFrame, key, col: str, with_sd: bool = False):
     return _pm(v["value"], v["sd"]) if with_sd else v["value"]
 
 
-def table8(ps: pd.DataFrame, loss: str | None = "mse") -> pd.DataFrame:
+def table8(ps: pd.DataFrame, models: dict, loss: str | None = "mse") -> pd.DataFrame:
     """Softplus-trained models: Tables 1-3 layout (mode x attack x XAI) per data set and model,
     with the paper's Table 8 values on the attack-mode rows."""
-    ps = _select(ps, "softplus", loss)
+    ps = _select(ps, models, "softplus", loss)
     if ps.empty:
-        raise ValueError("Table 8: no per-sample rows of a model whose key names 'softplus'"
+        raise ValueError("Table 8: no per-sample rows of a Softplus-trained ResNet-20"
                          + (f" with loss {loss}" if loss else ""))
     pub = published_extra()
     pub = pub[pub["table"] == "Table 8"].set_index(["row", "column"])
@@ -206,10 +213,11 @@ def table8(ps: pd.DataFrame, loss: str | None = "mse") -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def write_table8(per_sample_paths, csv_path, md_path, loss: str | None = "mse") -> pd.DataFrame:
+def write_table8(per_sample_paths, models: dict, csv_path, md_path,
+                 loss: str | None = "mse") -> pd.DataFrame:
     ps = read_per_sample(per_sample_paths)
-    table = table8(ps, loss=loss)
-    sel = _select(ps, "softplus", loss)
+    table = table8(ps, models, loss=loss)
+    sel = _select(ps, models, "softplus", loss)
     notes = [
         (f"Models: {', '.join(sorted(sel['model'].unique()))} on "
         f"{', '.join(sorted(sel['dataset'].unique()))}; {_seeds_note(sel)}; loss "
@@ -318,6 +326,19 @@ def table7(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def write_table7_from_files(scenario_paths, meta_paths, clean_paths, csv_path, md_path
+                            ) -> pd.DataFrame:
+    """Table 7 from each scenario run's accuracy record, its model.json (the scenario as the
+    fine-tuning recorded it, not the path) and its original model's accuracy record."""
+    records = []
+    for sp, mp, cp in zip(scenario_paths, meta_paths, clean_paths, strict=True):
+        s, m, c = io.read_json(sp), io.read_json(mp), io.read_json(cp)
+        records.append({"scenario": m["scenario"], "attack": m["attack"],
+                        "explainer": m["explainer"], "orig_acc": c["accuracy"]["none"],
+                        "bn_acc": s["accuracy"]["none"], "cfn_acc": s["accuracy"]["cfn"]})
+    return write_table7(records, csv_path, md_path)
+
+
 def write_table7(records: list[dict], csv_path, md_path) -> pd.DataFrame:
     table = table7(records)
     combos = sorted({(r.get("attack", "?"), r.get("explainer", "?")) for r in records})
@@ -336,55 +357,30 @@ def write_table7(records: list[dict], csv_path, md_path) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- SRC / p-value figures
 
-#: For each figure: the per-sample value shown, the attacks, the model filter (see
-#: :func:`model_matches`), the loss and the paper's caption in short.
-SRC_FIGURES = {
-    5: {"value": "src", "attacks": ("sf", "rh"), "models": "bn", "loss": "mse",
-        "caption": "SRC, SF and RH, attack vs defense"},
-    6: {"value": "src", "attacks": ("fd",), "models": "bn", "loss": "mse",
-        "caption": "SRC, FD, attack vs defense"},
-    7: {"value": "src", "attacks": ATTACKS, "models": "softplus", "loss": "mse",
-        "caption": "SRC, Softplus-trained models"},
-    12: {"value": "src_p", "attacks": ("sf", "rh"), "models": "bn", "loss": "mse",
-         "caption": "p-values of Figure 5 (SF, RH)"},
-    13: {"value": "src_p", "attacks": ("fd",), "models": "bn", "loss": "mse",
-         "caption": "p-values of Figure 6 (FD)"},
-    14: {"value": "src_p", "attacks": ATTACKS, "models": "softplus", "loss": "mse",
-         "caption": "p-values of Figure 7 (Softplus)"},
-    15: {"value": "src", "attacks": ATTACKS, "models": "nobn", "loss": "mse",
-         "caption": "SRC, models without BN (Table 5)"},
-    16: {"value": "src_p", "attacks": ATTACKS, "models": "nobn", "loss": "mse",
-         "caption": "p-values of Figure 15 (no BN)"},
-    17: {"value": "src", "attacks": ATTACKS, "models": "frozenbn", "loss": "mse",
-         "caption": "SRC, models with non-trainable BN (Table 5)"},
-    18: {"value": "src_p", "attacks": ATTACKS, "models": "frozenbn", "loss": "mse",
-         "caption": "p-values of Figure 17 (non-trainable BN)"},
-}
-
 #: p-values below this are drawn at this value (a p of exactly 0 has no place on a log axis)
 P_FLOOR = 1e-300
 
 
-def src_figure(per_sample_paths, number: int, paths, *, value: str | None = None,
-               attacks=None, models: str | None = "", loss: str | None = ""):
+def src_figure(per_sample_paths, number: int, paths, models: dict, *, value: str | None = None,
+               attacks=None, regime: str | None = "", loss: str | None = ""):
     """Boxplots of the per-sample SRC (``value="src"``) or its p-value (``"src_p"``, log axis
     with a 0.05 line) on triggered inputs: one panel per (data set, model key) row and attack
     column, x = XAI, hue = mode (attack / defenses present). Defaults come from
-    ``SRC_FIGURES[number]``; ``models=None`` / ``loss=None`` switch the filter off. Returns the
-    (closed) figure."""
+    ``SRC_FIGURES[number]``; ``regime=None`` / ``loss=None`` switch the filter off; ``models``:
+    {key: {arch, regime}} of the models in the files. Returns the (closed) figure."""
     spec = SRC_FIGURES.get(number, {})
     value = value or spec.get("value", "src")
     if value not in ("src", "src_p"):
         raise ValueError(f"value must be 'src' or 'src_p', got {value!r}")
     attacks = tuple(attacks or spec.get("attacks", ATTACKS))
-    models = spec.get("models") if models == "" else models
+    regime = spec.get("models") if regime == "" else regime
     loss = spec.get("loss") if loss == "" else loss
     ps = read_per_sample(per_sample_paths)
-    ps = _select(ps, models, loss)
+    ps = _select(ps, models, regime, loss, arch=None)
     ps = ps[(ps["variant"] == "triggered") & ps["attack"].isin(attacks)].copy()
     if ps.empty:
-        raise ValueError(f"Figure {number}: no triggered rows for attacks {attacks}, models "
-                         f"{models!r}, loss {loss!r}")
+        raise ValueError(f"Figure {number}: no triggered rows for attacks {attacks}, regime "
+                         f"{regime!r}, loss {loss!r}")
     ps["mode"] = ps["defense"].map(MODE_LABELS)
     ps["XAI"] = ps["explainer"].map(XAI_LABEL)
     if value == "src_p":
@@ -428,12 +424,6 @@ def src_figure(per_sample_paths, number: int, paths, *, value: str | None = None
 
 # ---------------------------------------------------------------- weight similarity figures
 
-#: score and regimes (panels) of the layer-wise weight similarity figures
-WEIGHT_FIGURES = {
-    3: {"score": "cka", "regimes": ("bn", "frozenbn", "nobn"), "arch": "ResNet-20"},
-    10: {"score": "spearman", "regimes": ("bn", "frozenbn", "nobn"), "arch": "ResNet-20"},
-    11: {"score": "cka", "regimes": ("bn", "frozenbn"), "arch": "VGG-13"},
-}
 _REGIME_TITLES = {"bn": "with BatchNorm", "frozenbn": "BatchNorm without trainable parameters",
                   "nobn": "without BatchNorm"}
 
@@ -555,13 +545,17 @@ def _log2_x(ax, sizes):
     ax.set_xlabel("evaluation batch size")
 
 
-def batchsize_figures(csv_path, paths8, paths9):
+def batchsize_figure(csv_path, number: int, paths):
     """Figure 8: ASR and explanation error µ ± sd (band) against the batch size for the
     attacked model under the defense (CFN; batchstat too if present); Figure 9: accuracy
     against the batch size for the attacked model with CFN, with its own BatchNorm and the
-    original model. Returns the two (closed) figures."""
+    original model. Draws only the figure asked for; returns it (closed)."""
+    if number not in (8, 9):
+        raise ValueError(f"the batch-size ablation has Figures 8 and 9, not {number}")
     df = _read_batchsize(csv_path)
     sizes = sorted(df["batch_size"].unique())
+    if number == 9:
+        return _batchsize_accuracy(df, sizes, paths)
     defended = [m for m in ("cfn", "batchstat") if m in set(df["mode"])]
     if not defended:
         raise ValueError(f"{csv_path}: no rows of the defended model (mode cfn)")
@@ -583,8 +577,11 @@ def batchsize_figures(csv_path, paths8, paths9):
     fig8.suptitle("CFN paper, Figure 8 (reproduced): batch size vs ASR and explanation error "
                   "of the defended attacked model")
     fig8.tight_layout()
-    save_figure(fig8, paths8)
+    save_figure(fig8, paths)
+    return fig8
 
+
+def _batchsize_accuracy(df: pd.DataFrame, sizes, paths):
     fig9, ax = plt.subplots(figsize=(6, 4))
     colors = {"cfn": "tab:green", "batchstat": "tab:purple", "none": "tab:red",
               "original": "tab:blue"}
@@ -598,8 +595,8 @@ def batchsize_figures(csv_path, paths8, paths9):
     ax.legend(frameon=False, fontsize=8)
     fig9.suptitle("CFN paper, Figure 9 (reproduced): accuracy vs batch size")
     fig9.tight_layout()
-    save_figure(fig9, paths9)
-    return fig8, fig9
+    save_figure(fig9, paths)
+    return fig9
 
 
 __all__ = [
@@ -607,9 +604,9 @@ __all__ = [
     "REGIME_LABELS",
     "SRC_FIGURES",
     "WEIGHT_FIGURES",
-    "batchsize_figures",
-    "model_matches",
-    "model_regime",
+    "batchsize_figure",
+    "model_arch",
+    "model_regimes",
     "published_extra",
     "read_per_sample",
     "src_figure",
@@ -622,5 +619,6 @@ __all__ = [
     "write_table5",
     "write_table6",
     "write_table7",
+    "write_table7_from_files",
     "write_table8",
 ]

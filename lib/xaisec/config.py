@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft7Validator, validators
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: shipped as package data (a non-editable install validates too); workflow/schemas/ links here
+SCHEMA_PATH = Path(__file__).resolve().parent / "resources" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -79,7 +80,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     for ds, over in config["clean"]["overrides"].items():
         merged = {**config["clean"]["train"], **over}
         _check(merged, train_schema, schema, prefix=("clean", "overrides", ds))
-    from .models import IMAGENET_ARCHS
+    from .catalog import IMAGENET_ARCHS
 
     for i, ds in enumerate(config["clean"]["datasets"]):
         if ds == "imagenet":
@@ -100,10 +101,40 @@ def validate(config: dict, schema: dict | None = None) -> dict:
                 f"(defined: {', '.join(config['models']) or 'none'})")
     for i, exp in enumerate(config["backdoor"]["experiments"]):
         for j, key in enumerate(exp.get("models", [])):
-            if key not in config["models"]:
-                raise ConfigError(f"config key 'backdoor.experiments.{i}.models.{j}': model "
-                                  f"{key!r} is not defined under 'models'")
+            _model_defined(config, key, f"backdoor.experiments.{i}.models.{j}")
+    for section in ("fgsmxai", "exiaa"):
+        for i, key in enumerate(config[section]["models"]):
+            _model_defined(config, key, f"{section}.models.{i}")
+    for i, key in enumerate(config["backdoor"]["scenarios"]["models"]):
+        _model_defined(config, key, f"backdoor.scenarios.models.{i}")
+    for path in (("backdoor", "tables", "model"), ("backdoor", "ablation", "model"),
+                 ("backdoor", "examples", "model")):
+        _model_defined(config, config[path[0]][path[1]][path[2]], ".".join(path))
+    for group in ("resnet", "vgg"):
+        for regime, key in config["backdoor"]["weights"][group].items():
+            _model_defined(config, key, f"backdoor.weights.{group}.{regime}")
+    _check_batches(config)
     return config
+
+
+def _model_defined(config: dict, key: str, where: str) -> None:
+    if key not in config["models"]:
+        raise ConfigError(f"config key '{where}': model {key!r} is not defined under 'models' "
+                          f"(defined: {', '.join(config['models']) or 'none'})")
+
+
+def _check_batches(config: dict) -> None:
+    """Batch sizes that cannot fill one batch from the images drawn (checked before any job:
+    found after training, such a setting used to cost the previous output)."""
+    ev = config["evaluation"]
+    if ev["n_samples"] is not None and ev["batch_size"] > ev["n_samples"]:
+        raise ConfigError(f"config key 'evaluation.batch_size': {ev['batch_size']} is larger than "
+                          f"evaluation.n_samples ({ev['n_samples']}): no whole batch to evaluate")
+    ab = config["backdoor"]["ablation"]
+    for i, b in enumerate(ab["batch_sizes"]):
+        if b > ab["n_samples"]:
+            raise ConfigError(f"config key 'backdoor.ablation.batch_sizes.{i}': {b} is larger "
+                              f"than backdoor.ablation.n_samples ({ab['n_samples']})")
 
 
 def load_and_validate(path_or_dict, schema: dict | None = None) -> dict:

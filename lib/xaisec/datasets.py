@@ -686,21 +686,42 @@ def _replace_dir(new: Path, dest: Path) -> None:
 _MARKER = ".xaisec-extracted.json"
 
 
-def _extract_once(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` to ``dest`` unless ``dest`` already holds this archive's content."""
-    st = archive.stat()
-    stamp = {"archive": archive.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _extract_once(archive: Path, dest: Path, digest: str | None = None) -> Path:
+    """Extract ``archive`` to ``dest`` unless ``dest`` already holds this archive's content.
+
+    What ``dest`` holds is keyed on the archive's digest, not its modification time: an archive
+    replaced at the same path by one with other content is extracted again even when its mtime
+    went backwards (``cp -p``, ``touch -r``), and a touched but unchanged one is not.
+    ``digest`` (``"<algo>:<hex>"``): one the caller already verified, saving a read; the
+    archive is hashed only in the algorithm the marker left by the last extraction used.
+    """
+    known: dict[str, str] = {}
+    if digest is not None:
+        algo, hexdigest = _parse_checksum(digest)
+        known[algo] = hexdigest
+
+    def digest_in(algo: str) -> str:
+        if algo not in known:
+            known[algo] = file_digest(archive, algo)
+        return known[algo]
+
+    size = archive.stat().st_size
     marker = dest / _MARKER
     if marker.is_file():
         try:
-            if json.loads(marker.read_text()) == stamp:
+            old = json.loads(marker.read_text())
+            algo, hexdigest = _parse_checksum(old["digest"])
+            if (old["archive"] == archive.name and old["size"] == size
+                    and digest_in(algo) == hexdigest):
                 log.info("%s already extracted to %s", archive.name, dest)
                 return dest
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no readable marker (or one of an older version): extract again
     log.info("extracting %s to %s", archive, dest)
     t0 = time.perf_counter()
     safe_extract(archive, dest, overwrite=True)
+    algo = next(iter(known), "sha256")
+    stamp = {"archive": archive.name, "size": size, "digest": f"{algo}:{digest_in(algo)}"}
     (dest / _MARKER).write_text(json.dumps(stamp))
     log.info("extracted %s in %.1f s", archive.name, time.perf_counter() - t0)
     return dest
@@ -713,7 +734,8 @@ def fetch(dataset: str, raw_dir: str | os.PathLike, source: str | os.PathLike | 
     * ``source=None``: download every official remote into ``raw_dir`` (checksums verified)
       and extract each archive into ``raw_dir/<archive name without suffix>/``.
     * ``source`` is an archive (zip/tar): verified against ``checksum`` when given, then safely
-      extracted into ``raw_dir/<archive name without suffix>/`` (skipped when already done).
+      extracted into ``raw_dir/<archive name without suffix>/`` (skipped when that folder
+      already holds an archive with the same digest; a replaced archive is extracted again).
     * ``source`` is a directory: used in place, nothing is copied.
 
     The returned directory is the located data root (e.g. the folder holding ``train/`` and
@@ -730,7 +752,9 @@ def fetch(dataset: str, raw_dir: str | os.PathLike, source: str | os.PathLike | 
         extracted = []
         for remote in spec.remotes:
             path = download(remote, raw_dir, progress=progress, dataset=spec.name)
-            extracted.append(_extract_once(path, raw_dir / _archive_stem(remote.filename)))
+            # download() verified the file against remote.checksum: that is its digest
+            extracted.append(_extract_once(path, raw_dir / _archive_stem(remote.filename),
+                                           digest=remote.checksum))
         base = extracted[0] if len(extracted) == 1 else raw_dir
         return find_data_root(spec.name, base)
 
@@ -746,7 +770,7 @@ def fetch(dataset: str, raw_dir: str | os.PathLike, source: str | os.PathLike | 
     _archive_kind(src)  # ValueError for non-archives before anything else
     if checksum:
         verify_checksum(src, checksum)
-    dest = _extract_once(src, raw_dir / _archive_stem(src.name))
+    dest = _extract_once(src, raw_dir / _archive_stem(src.name), digest=checksum or None)
     return find_data_root(spec.name, dest)
 
 
@@ -995,7 +1019,23 @@ def _read_gtsrb_csv(path: Path, need_class: bool = True) -> list[dict[str, str]]
         missing = needed - set(reader.fieldnames)
         if missing:
             raise ValueError(f"{path} lacks the column(s) {sorted(missing)}")
-        return [row for row in reader if row.get("Filename")]
+        rows = []
+        for row in reader:
+            if not row.get("Filename"):
+                continue
+            where = f"{path}, line {reader.line_num}"
+            short = sorted(c for c in needed if row.get(c) is None)
+            if short:
+                raise ValueError(f"malformed GTSRB CSV row ({where}): {len(reader.fieldnames)} "
+                                 f"fields expected, the row lacks {short}")
+            for c in sorted(needed - {"Filename"}):
+                try:
+                    int(row[c])
+                except ValueError:
+                    raise ValueError(f"malformed GTSRB CSV row ({where}): {c} = {row[c]!r} is "
+                                     "not an integer") from None
+            rows.append(row)
+        return rows
 
 
 class _DirIndex:
@@ -1061,7 +1101,7 @@ def _gtsrb_rows_to_split(rows: list[tuple[Path, dict[str, str]]], image_size: in
         boxes = np.asarray([[int(r["Roi.X1"]), int(r["Roi.Y1"]), int(r["Roi.X2"]), int(r["Roi.Y2"])]
                             for _, r in rows], dtype=np.int64)
         sizes = np.asarray([[int(r["Width"]), int(r["Height"])] for _, r in rows], dtype=np.int64)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # _read_gtsrb_csv checks rows first
         raise ValueError(f"malformed GTSRB CSV row ({desc}): {exc}") from exc
     x = _decode_images(paths, image_size, progress=progress, desc=desc)
     return Split(x=x, y=y, mask=roi_masks(boxes, sizes, image_size))
@@ -1124,9 +1164,62 @@ def read_gtsrb(root: str | os.PathLike, *, image_size: int = 32, progress: bool 
     return splits, GTSRB_CLASSES
 
 
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it to rebuild ``bytes`` (Latin-1 only)."""
+    if not isinstance(text, str) or encoding.replace("-", "").replace("_", "").lower() not in (
+            "latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} refused")
+    return text.encode("latin1")
+
+
+def _numpy_rebuilders() -> dict[tuple[str, str], Any]:
+    """The globals a pickled ndarray (or numpy scalar) refers to, under the module names of
+    numpy 1.x (``numpy.core``) and 2.x (``numpy._core``) alike."""
+    try:
+        from numpy._core import multiarray, numeric  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray, numeric
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        if hasattr(numeric, "_frombuffer"):  # protocol 5 pickles of contiguous arrays
+            allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler that rebuilds only what a CIFAR batch holds: dicts, lists, str, bytes, ints
+    (none of which need a global) and numpy arrays; any other global (``os.system``,
+    ``builtins.exec``, a class of some module ...) is refused before it is imported, so a crafted
+    batch cannot run code."""
+
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="bytes")
+        self._path = path
+        self._allowed = _numpy_rebuilders()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise ValueError(
+                f"{self._path}: refusing to load {module}.{name} from a CIFAR batch (a CIFAR "
+                "python batch holds only dicts, lists, strings, bytes, ints and numpy arrays; "
+                "this file is not one and could run code when unpickled)"
+            ) from None
+
+
 def _unpickle(path: Path) -> dict:
     with open(path, "rb") as f:
-        obj = pickle.load(f, encoding="bytes")
+        try:
+            obj = _CifarUnpickler(f, path).load()
+        except (pickle.UnpicklingError, EOFError) as exc:
+            raise ValueError(f"{path} is not a CIFAR batch (unreadable pickle: {exc})") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path} is not a CIFAR batch (not a dict)")
     return obj

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .defenses import apply_defense
+from .defenses import apply_model_defense
 from .train import nhwc_to_tensor, predict
 
 
@@ -45,7 +45,7 @@ def accuracy_under_defenses(model: torch.nn.Module, x: np.ndarray, y: np.ndarray
     yt = torch.as_tensor(y[idx], dtype=torch.long)
     acc = {}
     for d in defenses:
-        m = apply_defense(model, d).to(device).eval()
+        m = apply_model_defense(model, d).to(device).eval()
         pred = predict(m, xt, batch_size, device).argmax(1)
         acc[d] = (pred == yt).float().mean().item()
     return {"n_samples": int(len(idx)), "batch_size": batch_size, "eval_seed": seed,

@@ -397,29 +397,6 @@ def ssim(
 # ----------------------------------------------------------------------------------------------
 
 
-def _explain(explainer, model, x: Tensor, target) -> tuple[Tensor, Tensor]:
-    """Maps and logits of ``x``; the logits come from the explainer's ``last_logits`` (our
-    Captum wrappers compute them anyway), else from one no-grad forward pass."""
-    if hasattr(explainer, "last_logits"):
-        explainer.last_logits = None
-    maps = explainer(x, target=target)
-    logits = getattr(explainer, "last_logits", None)
-    if logits is None or logits.shape[0] != x.shape[0]:
-        with torch.no_grad():
-            logits = model(x)
-    return maps.detach(), logits.detach()
-
-
-def _explain_batched(explainer, model, x: Tensor, target, batch_size: int):
-    maps, logits = [], []
-    for i in range(0, x.shape[0], batch_size):
-        t = None if target is None else target[i : i + batch_size]
-        m, lg = _explain(explainer, model, x[i : i + batch_size], t)
-        maps.append(m)
-        logits.append(lg)
-    return torch.cat(maps), torch.cat(logits)
-
-
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
@@ -454,8 +431,8 @@ def run_grid(
     (P, C, H, W) the images the attack images come from (any device); ``attack_idx`` (N, R) the
     pool indices of each image's attack images (:func:`select_attack_images` of the running-up
     classes for the paper, of :func:`other_classes` for its Figure 5). ``explainer``: one of
-    :mod:`xaisec.captum_explainers` (``explainer(x, target)``, ``last_logits``); ``model`` the
-    classifier in eval mode (used only where the explainer gives no logits).
+    :mod:`xaisec.explainers` (its ``attribute(x, target)`` gives maps and logits); ``model`` the
+    classifier (in eval mode; a model in train mode is warned about).
 
     Per chunk of ``images_per_chunk`` images:
 
@@ -484,6 +461,8 @@ def run_grid(
     """
     import pandas as pd
     from tqdm.auto import tqdm
+
+    from .explainers import explain_batches
 
     if explain_target not in ("corrupted", "original"):
         raise ValueError("explain_target must be 'corrupted' or 'original'")
@@ -531,14 +510,16 @@ def run_grid(
         n = i1 - i0
         xc = x[i0:i1].detach()
         # original images: z = E(x; f(x))
-        z, logits = _explain_batched(explainer, model, xc, None, batch_size)
+        res = explain_batches(explainer, xc, batch_size=batch_size)
+        z, logits = res.maps, res.logits
         pred, ru = running_up(logits)
         p_orig = logits.double().softmax(1)
         # attack images: z_bar = E(x_bar; f(x_bar)), each distinct pool image once
         idx = attack_idx[i0:i1].to(pool_x.device)
         uniq, inv = torch.unique(idx.reshape(-1), return_inverse=True)
         xu = pool_x[uniq].to(device=dev, dtype=x.dtype)
-        zu, lu = _explain_batched(explainer, model, xu, None, batch_size)
+        res = explain_batches(explainer, xu, batch_size=batch_size)
+        zu, lu = res.maps, res.logits
         inv = inv.to(dev)
         ranks_u, counts_u = _topk_ranks(zu, topk_list)  # (U, D), (U, K)
         attack_pred = lu.argmax(1)[inv]  # (n*R,)
@@ -576,7 +557,8 @@ def run_grid(
             xh = _blend(x0, src, rank < cnt, a_t[a][:, None])
             xh4 = xh.reshape(-1, *xc.shape[1:])
             target = pred[il] if explain_target == "original" else None
-            zh, lh = _explain(explainer, model, xh4, target)
+            res = explainer.attribute(xh4, target=target)
+            zh, lh = res.maps, res.logits
             out["ec"].append(explanation_change(z[il], zh))
             out["ss"].append(ssim(xc[il], xh4))
             out["cc"].append(confidence_change(p_orig[il], lh.double().softmax(1)[:, None], pred[il])[:, 0])

@@ -43,20 +43,13 @@ FIGURE_METRIC = {2: "explanation_change", 3: "ssim", 4: "confidence_change"}
 
 
 def build_explainer(name: str, model: torch.nn.Module, settings: dict):
-    """Saliency, IntegratedGradients or DeepLiftShap (Captum) with the config's settings."""
-    from .captum_explainers import make_captum_explainer
+    """Saliency, IntegratedGradients or DeepLiftShap (Captum) with the config's settings
+    (:func:`xaisec.explainers.explainer_kwargs` of the ``exiaa`` section)."""
+    from .explainers import explainer_from_settings
 
-    if name == "saliency":
-        return make_captum_explainer("saliency", model)
-    if name == "ig":
-        s = settings["ig"]
-        return make_captum_explainer("ig", model, n_steps=s["n_steps"],
-                                     internal_batch_size=s["internal_batch_size"])
-    if name == "deepliftshap":
-        s = settings["deepliftshap"]
-        return make_captum_explainer("deepliftshap", model, n_baselines=s["n_baselines"],
-                                     seed=s["seed"], batch_size=s["batch_size"])
-    raise ValueError(f"unknown EXIAA explainer {name!r}; known: {', '.join(EXPLAINERS)}")
+    if name not in EXPLAINERS:
+        raise ValueError(f"unknown EXIAA explainer {name!r}; known: {', '.join(EXPLAINERS)}")
+    return explainer_from_settings(name, model, settings)
 
 
 def selection_images(settings: dict, selection: str) -> int:
@@ -125,8 +118,7 @@ def run(model_path, data_dir, out_path, explainer: str, selection: str, settings
     df["explainer"] = explainer
     for k, v in (meta or {}).items():
         df[k] = v
-    with io.atomic_path(out_path) as tmp:
-        df.to_parquet(tmp, index=False)
+    io.write_parquet(df, out_path)
     s = df.groupby("method")[list(METRICS)].mean()
     return {"n_images": int(len(idx)), "n_rows": int(len(df)),
             "model_fingerprint": model_meta.get("fingerprint"), "mean": s.to_dict()}
@@ -135,7 +127,7 @@ def run(model_path, data_dir, out_path, explainer: str, selection: str, settings
 # ---------------------------------------------------------------- tables and figures
 
 def _read(paths) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    return pd.concat([io.read_parquet(p) for p in paths], ignore_index=True)
 
 
 def published() -> pd.DataFrame:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .backdoor import apply_trigger
 from .cache import ExplanationSet
-from .defenses import apply_defense
+from .defenses import apply_model_defense
 from .evaluate import drop_last_partial, eval_indices
-from .explainers import make_explainer
+from .explainers import iter_explanations, make_explainer
 from .train import nhwc_to_tensor, to_float
 
 VARIANTS = ("clean", "triggered")
@@ -53,20 +52,26 @@ def explain_dataset(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, explai
     idx = drop_last_partial(eval_indices(len(x), n_samples, seed), batch_size)
     xt = nhwc_to_tensor(x[idx])
     n = len(idx)
-    m = apply_defense(model, defense).to(device).eval()
+    m = apply_model_defense(model, defense).to(device).eval()
     expl = make_explainer(explainer, m, **(explainer_kwargs or {}))
     maps = {}
     pred = {v: np.zeros(n, np.int64) for v in VARIANTS}
     conf = {v: np.zeros(n, np.float32) for v in VARIANTS}
-    for pos, trig in tqdm(batch_plan(n, batch_size, composition), disable=not progress,
-                          desc=f"explain {explainer} ({defense})", leave=False):
-        xb = to_float(xt[pos].to(device))
-        if trig.any():
-            tm = torch.as_tensor(trig, device=device)[:, None, None, None]
-            xb = torch.where(tm, apply_trigger(xb, **(trigger or {})), xb)
-        mb = expl(xb, target=None, create_graph=False).detach().float().cpu().numpy()
-        c, p = torch.softmax(expl.last_logits.detach().float(), 1).max(1)
-        c, p = c.cpu().numpy(), p.cpu().numpy()
+    plan = batch_plan(n, batch_size, composition)
+
+    def batches():  # exactly the batches of the plan: batch-statistics defenses see these
+        for pos, trig in plan:
+            xb = to_float(xt[pos].to(device))
+            if trig.any():
+                tm = torch.as_tensor(trig, device=device)[:, None, None, None]
+                xb = torch.where(tm, apply_trigger(xb, **(trigger or {})), xb)
+            yield xb
+
+    results = iter_explanations(expl, batches(), total=len(plan), progress=progress,
+                                desc=f"explain {explainer} ({defense})")
+    for (pos, trig), res in zip(plan, results):
+        mb = res.maps.float().cpu().numpy()
+        c, p = res.confidence.cpu().numpy(), res.pred.cpu().numpy()
         for variant, sel in (("clean", ~trig), ("triggered", trig)):
             if not sel.any():
                 continue

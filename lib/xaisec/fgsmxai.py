@@ -28,6 +28,7 @@ from . import datasets, io
 from .attacks import make_attack
 from .cache import ExplanationSet, read_explanations, write_explanations
 from .evaluate import eval_indices
+from .explainers import explain_batches
 from .localization import aggregate, binarize_top, iou, minmax, rmse
 from .train import nhwc_to_tensor, predict, to_float
 
@@ -110,28 +111,16 @@ def load_inputs(inputs_path, data_dir) -> dict:
 # ---------------------------------------------------------------- explanations (rule fgsmxai_explain)
 
 def build_explainer(method: str, model: torch.nn.Module, settings: dict):
-    """The paper's explainers with the config's settings: Grad-CAM at the last conv layer
-    (``gradcam_layer``; null: the architecture's last conv block, or an ImageNet model's
-    ``gradcam_layer``), SmoothGrad (Captum NoiseTunnel) and LIME (Captum, SLIC superpixels)."""
-    from .captum_explainers import make_captum_explainer
-    from .explainers import GradCAM, default_layer
+    """The paper's explainers with the config's settings
+    (:func:`xaisec.explainers.explainer_kwargs` of the ``fgsmxai`` section): Grad-CAM at the
+    last conv layer (``gradcam_layer``; null: the architecture's last conv block, or an ImageNet
+    model's ``gradcam_layer``), SmoothGrad (Captum NoiseTunnel) and LIME (Captum, SLIC
+    superpixels)."""
+    from .explainers import explainer_from_settings
 
-    if method == "gradcam":
-        layer = settings.get("gradcam_layer") or getattr(model, "gradcam_layer", None) \
-            or default_layer(model, "cam")
-        return GradCAM(model, layer=layer)
-    if method == "smoothgrad":
-        s = settings["smoothgrad"]
-        return make_captum_explainer("smoothgrad", model, nt_samples=s["nt_samples"],
-                                     stdevs=s["stdevs"], seed=s["seed"],
-                                     nt_samples_batch_size=s.get("nt_samples_batch_size"))
-    if method == "lime":
-        s = settings["lime"]
-        return make_captum_explainer("lime", model, n_samples=s["n_samples"],
-                                     num_features=s["num_features"], n_segments=s["n_segments"],
-                                     baseline=s["baseline"], seed=s["seed"],
-                                     perturbations_per_eval=s["perturbations_per_eval"])
-    raise ValueError(f"unknown FGSM-XAI explainer {method!r}; known: {', '.join(METHODS)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown FGSM-XAI explainer {method!r}; known: {', '.join(METHODS)}")
+    return explainer_from_settings(method, model, settings)
 
 
 def explain_inputs(model_path, data_dir, inputs_path, variant: str, method: str, out_path,
@@ -145,22 +134,15 @@ def explain_inputs(model_path, data_dir, inputs_path, variant: str, method: str,
     inp = load_inputs(inputs_path, data_dir)
     x = inp["x"][variant]
     expl = build_explainer(method, model, settings)
+    # LIME seeds image i of a call with seed + i: images_per_call fixes the calls
     bs = settings["batch_size"] if method != "lime" else max(1, settings["lime"]["images_per_call"])
-    maps, preds, confs = [], [], []
-    for i in tqdm(range(0, len(x), bs), desc=f"{method} on {variant}", leave=False):
-        xb = x[i:i + bs].to(device)
-        m = expl(xb, target=None)
-        if method == "lime":
-            m = expl.last_mask[:, None].float()
-        maps.append(m.detach().float().cpu().numpy())
-        prob = torch.softmax(expl.last_logits.detach().float(), 1)
-        c, p = prob.max(1)
-        preds.append(p.cpu().numpy())
-        confs.append(c.cpu().numpy())
-    pred = np.concatenate(preds)
+    res = explain_batches(expl, x, batch_size=bs, device=device, progress=True,
+                          desc=f"{method} on {variant}")
+    maps = res.extra["mask"][:, None].float() if method == "lime" else res.maps
+    pred = res.pred.cpu().numpy()
     es = ExplanationSet(
-        maps=np.concatenate(maps).astype(np.float32), sample=inp["sample"],
-        label=inp["label"], pred=pred, confidence=np.concatenate(confs).astype(np.float32),
+        maps=maps.float().cpu().numpy().astype(np.float32), sample=inp["sample"],
+        label=inp["label"], pred=pred, confidence=res.confidence.cpu().numpy().astype(np.float32),
         target=pred.copy(),
         meta={**(meta or {}), "paper": "fgsmxai", "variant": variant, "explainer": method,
               "map_kind": "binary_mask" if method == "lime" else "attribution",

@@ -6,7 +6,7 @@ Models (:func:`build_imagenet_model`)::
     model = build_imagenet_model("resnet18", weights="IMAGENET1K_V1")   # or a local .pth file
     logits = model(x)                 # x: (N, 3, H, W) in [0, 1], any H, W  ->  (N, 1000)
     GradCAM(model, layer=model.gradcam_layer)                          # xaisec.explainers
-    make_captum_explainer("deepliftshap", model)                       # xaisec.captum_explainers
+    make_explainer("deepliftshap", model)                              # xaisec.explainers
 
 =====================  =============================================================  =========
 name                   paper                                                          Grad-CAM

@@ -26,12 +26,7 @@ from torch import nn
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-CIFAR_ARCHS = ("resnet20", "vgg13")
-#: torchvision ImageNet networks (FGSM-XAI, EXIAA), built by :mod:`xaisec.imagenet` (its ARCHS)
-IMAGENET_ARCHS = ("resnet18", "vit_b_16", "efficientnet_v2_s", "efficientnet_b0")
-ARCHS = CIFAR_ARCHS + IMAGENET_ARCHS
-VARIANTS = ("bn", "nobn", "frozenbn")
-ACTIVATIONS = ("relu", "softplus")
+from .catalog import ACTIVATIONS, ARCHS, CIFAR_ARCHS, IMAGENET_ARCHS, VARIANTS  # noqa: E402,F401
 
 
 @dataclass(frozen=True)

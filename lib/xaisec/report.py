@@ -1,7 +1,6 @@
 """Tables and figures: read results written by earlier rules, never recompute them."""
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import matplotlib
@@ -12,12 +11,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import io  # noqa: E402
+from .published import published  # noqa: E402
 
 
 def published_values() -> pd.DataFrame:
-    """The papers' published numbers, stored as data with the table and row they come from."""
-    with resources.files("xaisec").joinpath("resources/published.csv").open() as f:
-        return pd.read_csv(f)
+    """The papers' published clean accuracies, with the table and row they come from."""
+    return published("published")
 
 
 def write_table(df: pd.DataFrame, csv_path, md_path=None, title: str | None = None,
@@ -123,23 +122,27 @@ def training_curves_figure(metrics_paths: list, labels: list[dict], paths) -> No
 def _read_per_sample(paths) -> pd.DataFrame:
     if not paths:
         raise ValueError("no evaluated backdoor runs for this target: check backdoor.experiments")
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    return pd.concat([io.read_parquet(p) for p in paths], ignore_index=True)
 
 
 def cfn_published() -> pd.DataFrame:
-    with resources.files("xaisec").joinpath("resources/cfn_published.csv").open() as f:
-        return pd.read_csv(f)
+    return published("cfn_published")
 
 
 def write_cfn_table(per_sample_paths, spec: dict, csv_path, md_path) -> pd.DataFrame:
+    """Tables 1-4 of the one model ``spec["model"]`` (rows of another model are an error)."""
     from .cfn_eval import paper_table, summarize
 
     ps = _read_per_sample(per_sample_paths)
+    other = sorted(set(ps["model"]) - {spec["model"]}) if "model" in spec else []
+    if other:
+        raise ValueError(f"{spec['table']} is built from the model {spec['model']!r}, but the "
+                         f"inputs hold runs of {other}")
     summary = summarize(ps.drop(columns=["seed"], errors="ignore"))
     table = paper_table(summary, by_attack=spec["by_attack"])
     seeds = sorted(int(s) for s in ps["seed"].unique()) if "seed" in ps else []
     notes = [
-        f"Data set {spec['dataset']}; {len(seeds)} seed(s) {seeds}, samples pooled over seeds "
+        f"Data set {spec['dataset']}, model {spec.get('model', 'n/a')}; {len(seeds)} seed(s) {seeds}, samples pooled over seeds "
         f"(n per row); errors are the attack's loss ({', '.join(spec['losses'])}) on maps "
         "normalised as `evaluation.error_normalization` says.",
         "triggered / clean: explanation error mean ± sd against the original model; "
@@ -178,37 +181,3 @@ def write_cfn_comparison(per_sample_paths, tables: dict, csv_path, md_path) -> p
     write_table(out, csv_path, md_path, title="CFN paper: reproduced cells vs published",
                 notes=notes, floatfmt=".3f")
     return out
-
-
-def cfn_src_figure(per_sample_paths, number: int, paths) -> None:
-    """SRC distributions, attack vs defense, per data set (rows) and attack (columns)."""
-    from .cfn_eval import MODE_LABELS, XAI_LABEL
-
-    ps = _read_per_sample(per_sample_paths)
-    ps = ps[ps["variant"] == "triggered"].copy()
-    ps["mode"] = ps["defense"].map(MODE_LABELS)
-    ps["XAI"] = ps["explainer"].map(XAI_LABEL)
-    dsets = sorted(ps["dataset"].unique())
-    attacks = [a for a in ("sf", "rh", "fd") if a in set(ps["attack"])]
-    fig, axes = plt.subplots(len(dsets), len(attacks), figsize=(5 * len(attacks), 3.6 * len(dsets)),
-                             squeeze=False, sharey=True)
-    for i, ds in enumerate(dsets):
-        for j, a in enumerate(attacks):
-            ax = axes[i, j]
-            d = ps[(ps["dataset"] == ds) & (ps["attack"] == a)]
-            if d.empty:
-                ax.set_axis_off()
-                continue
-            sns.boxplot(data=d, x="XAI", y="src", hue="mode", ax=ax, fliersize=1,
-                        order=[x for x in XAI_LABEL.values() if x in set(d["XAI"])],
-                        hue_order=[m for m in MODE_LABELS.values() if m in set(d["mode"])])
-            ax.set_title(f"{ds}: {a.upper()} (triggered inputs)")
-            ax.set_ylabel("SRC with the original explanation")
-            ax.axhline(0, color="grey", lw=0.5)
-            if (i, j) != (0, len(attacks) - 1) and ax.get_legend():
-                ax.get_legend().remove()
-            elif ax.get_legend():
-                sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.suptitle(f"CFN paper, Figure {number} (reproduced): Spearman rank correlation")
-    fig.tight_layout()
-    save_figure(fig, paths)

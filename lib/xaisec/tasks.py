@@ -183,10 +183,11 @@ def example_figure(number: int, spec: dict, data_dir, original_path, attacked_pa
 
 
 def explainer_kwargs(explainer: str, xai: dict | None) -> dict:
-    """Explainer settings from the config's ``xai`` section."""
-    if explainer == "relevancecam":
-        return {"weighting": (xai or {}).get("relevancecam_weighting", "spatial")}
-    return {}
+    """Explainer settings from the config's ``xai`` section
+    (:func:`xaisec.explainers.explainer_kwargs`)."""
+    from .explainers import explainer_kwargs as from_settings
+
+    return from_settings(explainer, xai)
 
 
 def explain_to_cache(model_path, data_dir, out_paths: dict, explainer: str, defense: str,
@@ -228,8 +229,7 @@ def evaluate_backdoor(original_paths: dict, attacked_paths: dict, out_summary, o
                          evaluation["error_normalization"], evaluation["triggered_reference"])
     for k, v in (meta or {}).items():
         per_sample[k] = v
-    with io.atomic_path(out_samples) as tmp:
-        per_sample.to_parquet(tmp, index=False)
+    io.write_parquet(per_sample, out_samples)
     summary = summarize(per_sample)
     io.write_json(out_summary, {**(meta or {}), "evaluation": evaluation,
                                 "summary": summary.to_dict(orient="records")})

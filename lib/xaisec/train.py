@@ -165,6 +165,7 @@ class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+@io.holds_output_lock  # one run per out_dir: a second one stops with a clear error
 def fit(model: nn.Module, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
         test_y: np.ndarray, cfg: TrainConfig, out_dir, seed: int, device="cpu",
         meta: dict | None = None, progress: bool = True) -> dict:

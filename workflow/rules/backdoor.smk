@@ -4,7 +4,7 @@
 
 rule finetune_backdoor:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
         clean_model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         clean_meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
     output:
@@ -14,9 +14,9 @@ rule finetune_backdoor:
         provenance=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/backdoor/{{attack}}-{{explainer}}-{{loss}}/provenance.json",
     params:
         finetune=config["backdoor"]["finetune"],
-        hyper=backdoor_hyper,
-        xai=config["xai"],
-        code=code_version("backdoor", "explainers", "models", "train", "datasets", "tasks"),
+        hyper=CFN.hyper,
+        xai=CFN.xai,
+        code=code("finetune_backdoor.py"),
     log:
         f"{R}/logs/finetune_backdoor/{{dataset}}-{{model}}-seed{{seed}}-{{attack}}-{{explainer}}-{{loss}}.log",
     benchmark:

@@ -1,17 +1,18 @@
 # CFN paper: evaluation of each attacked model against the original, under each defense, and
-# the paper's Tables 1-4 and Figures 5-6 (each its own target), with the published values.
+# the paper's Tables 1-4 and the SRC / p-value Figures 5-7, 12-18 (each its own target), with
+# the published values.
 
 
 rule evaluate_backdoor:
     input:
-        unpack(evaluate_backdoor_inputs),
+        unpack(CFN.evaluate_backdoor_inputs),
     output:
         summary=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/backdoor/{{attack}}-{{explainer}}-{{loss}}/evaluation.json",
         samples=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/backdoor/{{attack}}-{{explainer}}-{{loss}}/per_sample.parquet",
     params:
-        evaluation=config["evaluation"],
+        evaluation=CFN.backdoor_evaluation(),
         target_label=config["backdoor"]["finetune"]["target_label"],
-        code=code_version("cfn_eval", "cache", "metrics", "backdoor", "tasks"),
+        code=code("evaluate_backdoor.py"),
     log:
         f"{R}/logs/evaluate_backdoor/{{dataset}}-{{model}}-seed{{seed}}-{{attack}}-{{explainer}}-{{loss}}.log",
     resources:
@@ -25,20 +26,21 @@ rule evaluate_backdoor:
 
 rule cfn_table:
     input:
-        cfn_table_inputs,
+        planned(CFN.table_inputs),
     output:
         csv=report(
             f"{R}/tables/cfn_table{{n}}.csv",
-            caption="../report/cfn_table.rst",
+            caption="../report/caption.rst",
             category="CFN paper",
-            subcategory="Tables 1-4",
+            subcategory="Tables",
         ),
         md=f"{R}/tables/cfn_table{{n}}.md",
     wildcard_constraints:
         n="[1-4]",
     params:
-        spec=cfn_table_spec,
-        code=code_version("cfn_eval", "report"),
+        spec=CFN.table_spec,
+        caption=CFN.caption("table"),
+        code=code("cfn_table.py"),
     log:
         f"{R}/logs/tables/cfn_table{{n}}.log",
     conda:
@@ -49,7 +51,7 @@ rule cfn_table:
 
 rule cfn_comparison:
     input:
-        cfn_comparison_inputs,
+        CFN.comparison_inputs,
     output:
         csv=report(
             f"{R}/tables/cfn_comparison.csv",
@@ -59,8 +61,8 @@ rule cfn_comparison:
         ),
         md=f"{R}/tables/cfn_comparison.md",
     params:
-        tables=cfn_comparison_tables(),
-        code=code_version("cfn_eval", "report"),
+        tables=CFN.comparison_tables(),
+        code=code("cfn_comparison.py"),
     log:
         f"{R}/logs/tables/cfn_comparison.log",
     conda:
@@ -71,19 +73,21 @@ rule cfn_comparison:
 
 rule cfn_src_figure:
     input:
-        cfn_figure_inputs,
+        planned(CFN.src_inputs),
     output:
         png=report(
             f"{R}/figures/cfn_fig{{n}}.png",
-            caption="../report/cfn_src_figure.rst",
+            caption="../report/caption.rst",
             category="CFN paper",
-            subcategory="Figures 5-6",
+            subcategory="SRC and p-value figures",
         ),
         pdf=f"{R}/figures/cfn_fig{{n}}.pdf",
     wildcard_constraints:
-        n="[56]",
+        n="5|6|7|12|13|14|15|16|17|18",
     params:
-        code=code_version("cfn_eval", "report"),
+        models=CFN.src_models,
+        caption=CFN.caption("src"),
+        code=code("cfn_src_figure.py"),
     log:
         f"{R}/logs/figures/cfn_fig{{n}}.log",
     conda:

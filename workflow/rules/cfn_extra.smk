@@ -1,12 +1,13 @@
 # CFN paper, the rest: attack scenarios C3/C5 (Tables 6-7), models without BN / with frozen BN
-# (Table 5, Figures 15-18), Softplus models (Table 8, Figures 7, 14), p-value figures (12, 13),
-# weight similarity (Figures 3, 10, 11), the batch-size ablation (Figures 8-9) and the example
-# grids (Figures 1, 2, 19-24). Each table and figure is its own target.
+# (Table 5), Softplus models (Table 8), weight similarity (Figures 3, 10, 11), the batch-size
+# ablation (Figures 8-9), and the figures drawn from example images: the grids (Figures 1, 2,
+# 19-24) and the final layer's activation (Figure 4). Each table and figure is its own target;
+# one rule per kind.
 
 
 rule finetune_scenario:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
         clean_model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         clean_meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
     output:
@@ -16,9 +17,9 @@ rule finetune_scenario:
         provenance=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/backdoor/{{attack}}-{{explainer}}-{{loss}}-{{scenario}}/provenance.json",
     params:
         finetune=config["backdoor"]["finetune"],
-        hyper=backdoor_hyper,
-        xai=config["xai"],
-        code=code_version("backdoor", "explainers", "models", "train", "datasets", "tasks", "defenses"),
+        hyper=CFN.hyper,
+        xai=CFN.xai,
+        code=code("finetune_backdoor.py"),
     log:
         f"{R}/logs/finetune_scenario/{{dataset}}-{{model}}-seed{{seed}}-{{attack}}-{{explainer}}-{{loss}}-{{scenario}}.log",
     benchmark:
@@ -36,13 +37,13 @@ rule finetune_scenario:
 
 rule evaluate_scenario:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/backdoor/{{attack}}-{{explainer}}-{{loss}}-{{scenario}}/model.pt",
     output:
         f"{R}/{{dataset}}/{{model}}/seed{{seed}}/backdoor/{{attack}}-{{explainer}}-{{loss}}-{{scenario}}/accuracy.json",
     params:
-        evaluation=config["evaluation"],
-        code=code_version("models", "defenses", "evaluate", "train", "tasks"),
+        evaluation=PLAN.clean_evaluation(),
+        code=code("evaluate_clean.py"),
     log:
         f"{R}/logs/evaluate_scenario/{{dataset}}-{{model}}-seed{{seed}}-{{attack}}-{{explainer}}-{{loss}}-{{scenario}}.log",
     threads: 2
@@ -58,18 +59,18 @@ rule evaluate_scenario:
 
 rule batchsize_ablation:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
         original=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         attacked=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/backdoor/{{attack}}-{{explainer}}-{{loss}}/model.pt",
     output:
         f"{R}/{{dataset}}/{{model}}/seed{{seed}}/backdoor/{{attack}}-{{explainer}}-{{loss}}/batchsize.csv",
     params:
-        settings=config["backdoor"]["ablation"],
-        evaluation=config["evaluation"],
-        trigger=trigger_params(),
+        settings=CFN.ablation_settings(),
+        evaluation=CFN.ablation_evaluation(),
+        trigger=CFN.trigger(),
         target_label=config["backdoor"]["finetune"]["target_label"],
-        xai=config["xai"],
-        code=code_version("cfn_ablation", "explain_cache", "cfn_eval", "explainers", "defenses", "tasks"),
+        xai=CFN.xai,
+        code=code("batchsize_ablation.py"),
     log:
         f"{R}/logs/batchsize_ablation/{{dataset}}-{{model}}-seed{{seed}}-{{attack}}-{{explainer}}-{{loss}}.log",
     benchmark:
@@ -85,56 +86,176 @@ rule batchsize_ablation:
         "../../scripts/batchsize_ablation.py"
 
 
-rule cfn_table_extra:
+rule cfn_table5:
     input:
-        unpack(cfn_table_extra_inputs),
+        planned(CFN.table5_inputs),
     output:
         csv=report(
-            f"{R}/tables/cfn_table{{n}}.csv",
-            caption="../report/cfn_table_extra.rst",
+            f"{R}/tables/cfn_table5.csv",
+            caption="../report/caption.rst",
             category="CFN paper",
-            subcategory="Tables 5-8",
+            subcategory="Tables",
         ),
-        md=f"{R}/tables/cfn_table{{n}}.md",
-    wildcard_constraints:
-        n="[5-8]",
+        md=f"{R}/tables/cfn_table5.md",
     params:
-        code=code_version("cfn_report", "cfn_eval", "report"),
+        models=CFN.table5_models,
+        caption=CFN.CAPTIONS["table5"],
+        code=code("cfn_table5.py"),
     log:
-        f"{R}/logs/tables/cfn_table{{n}}.log",
+        f"{R}/logs/tables/cfn_table5.log",
     conda:
         "../../environment.yml"
     script:
-        "../../scripts/cfn_table_extra.py"
+        "../../scripts/cfn_table5.py"
 
 
-rule cfn_figure_extra:
+rule cfn_table6:
+    output:
+        csv=report(
+            f"{R}/tables/cfn_table6.csv",
+            caption="../report/caption.rst",
+            category="CFN paper",
+            subcategory="Tables",
+        ),
+        md=f"{R}/tables/cfn_table6.md",
+    params:
+        caption=CFN.CAPTIONS["table6"],
+        code=code("cfn_table6.py"),
+    log:
+        f"{R}/logs/tables/cfn_table6.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/cfn_table6.py"
+
+
+rule cfn_table7:
     input:
-        unpack(cfn_figure_extra_inputs),
+        unpack(planned(CFN.table7_inputs)),
+    output:
+        csv=report(
+            f"{R}/tables/cfn_table7.csv",
+            caption="../report/caption.rst",
+            category="CFN paper",
+            subcategory="Tables",
+        ),
+        md=f"{R}/tables/cfn_table7.md",
+    params:
+        caption=CFN.CAPTIONS["table7"],
+        code=code("cfn_table7.py"),
+    log:
+        f"{R}/logs/tables/cfn_table7.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/cfn_table7.py"
+
+
+rule cfn_table8:
+    input:
+        planned(CFN.table8_inputs),
+    output:
+        csv=report(
+            f"{R}/tables/cfn_table8.csv",
+            caption="../report/caption.rst",
+            category="CFN paper",
+            subcategory="Tables",
+        ),
+        md=f"{R}/tables/cfn_table8.md",
+    params:
+        models=CFN.table8_models,
+        caption=CFN.CAPTIONS["table8"],
+        code=code("cfn_table8.py"),
+    log:
+        f"{R}/logs/tables/cfn_table8.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/cfn_table8.py"
+
+
+rule cfn_weight_figure:
+    input:
+        planned(CFN.weight_inputs),
     output:
         png=report(
             f"{R}/figures/cfn_fig{{n}}.png",
-            caption="../report/cfn_figure_extra.rst",
+            caption="../report/caption.rst",
             category="CFN paper",
-            subcategory="Figures 1-4, 7-24",
+            subcategory="Weight similarity",
         ),
         pdf=f"{R}/figures/cfn_fig{{n}}.pdf",
     wildcard_constraints:
-        n="1|2|3|4|7|8|9|10|11|12|13|14|15|16|17|18|19|20|21|22|23|24",
+        n="3|10|11",
     params:
-        spec=cfn_figure_extra_params,
-        trigger=trigger_params(),
-        xai=config["xai"],
-        examples=config["backdoor"]["examples"],
-        code=code_version("cfn_report", "cfn_examples", "weight_similarity", "report", "tasks"),
+        pairs=CFN.weight_params,
+        caption=CFN.caption("weights"),
+        code=code("cfn_weight_figure.py"),
     log:
         f"{R}/logs/figures/cfn_fig{{n}}.log",
     threads: 2
     conda:
         "../../environment.yml"
     script:
-        "../../scripts/cfn_figure_extra.py"
+        "../../scripts/cfn_weight_figure.py"
+
+
+rule cfn_batchsize_figure:
+    input:
+        csv=CFN.ablation_csv(),
+    output:
+        png=report(
+            f"{R}/figures/cfn_fig{{n}}.png",
+            caption="../report/caption.rst",
+            category="CFN paper",
+            subcategory="Batch-size ablation",
+        ),
+        pdf=f"{R}/figures/cfn_fig{{n}}.pdf",
+    wildcard_constraints:
+        n="8|9",
+    params:
+        caption=CFN.caption("batchsize"),
+        code=code("cfn_batchsize_figure.py"),
+    log:
+        f"{R}/logs/figures/cfn_fig{{n}}.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/cfn_batchsize_figure.py"
+
+
+rule cfn_example_figure:
+    input:
+        unpack(CFN.example_inputs),
+    output:
+        png=report(
+            f"{R}/figures/cfn_fig{{n}}.png",
+            caption="../report/caption.rst",
+            category="CFN paper",
+            subcategory="Examples",
+        ),
+        pdf=f"{R}/figures/cfn_fig{{n}}.pdf",
+    wildcard_constraints:
+        n="1|2|4|19|20|21|22|23|24",
+    params:
+        spec=CFN.example_spec,
+        trigger=CFN.trigger(),
+        xai=CFN.example_xai,
+        examples=CFN.example_settings(),
+        caption=CFN.caption("examples"),
+        code=code("cfn_example_figure.py"),
+    log:
+        f"{R}/logs/figures/cfn_fig{{n}}.log",
+    threads: 2
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/cfn_example_figure.py"
 
 
 localrules:
-    cfn_table_extra,
+    cfn_table5,
+    cfn_table6,
+    cfn_table7,
+    cfn_table8,
+    cfn_batchsize_figure,

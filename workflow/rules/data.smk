@@ -1,15 +1,21 @@
 # Data: download (or take a local copy of) each real data set, then write one canonical
 # compact form per data set: uint8 images, labels, ground-truth masks, manifest.
+# A local data.<ds>.source is an input of fetch_data and its signature (size and mtime_ns of
+# an archive, of every file of a folder) a param: a replaced archive is fetched again, also one
+# copied back with an older mtime (cp -p). The official download: neither.
 
 
 rule fetch_data:
+    input:
+        unpack(PLAN.fetch_inputs),
     output:
         record=f"{R}/data/{{real_dataset}}/raw.json",
     params:
-        source=data_source,
-        checksum=data_checksum,
-        raw_dir=raw_dir,
-        code=code_version("datasets"),
+        source=PLAN.data_source,
+        checksum=PLAN.data_checksum,
+        source_signature=PLAN.source_signature,
+        raw_dir=PLAN.raw_dir,
+        code=code("fetch_data.py"),
     log:
         f"{R}/logs/fetch_data/{{real_dataset}}.log",
     resources:
@@ -22,7 +28,7 @@ rule fetch_data:
 
 rule prepare_data:
     input:
-        unpack(prepare_inputs),
+        unpack(PLAN.prepare_inputs),
     output:
         train=f"{R}/data/{{dataset}}/train.npz",
         test=f"{R}/data/{{dataset}}/test.npz",
@@ -31,8 +37,8 @@ rule prepare_data:
         dataset="cifar10|cifar100|gtsrb|shapes",
     params:
         image_size=config["data"]["image_size"],
-        shapes=config["data"]["shapes"],
-        code=prepare_code_version,
+        shapes=PLAN.shapes_settings,
+        code=code("prepare_data.py"),
     log:
         f"{R}/logs/prepare_data/{{dataset}}.log",
     benchmark:
@@ -56,7 +62,7 @@ rule prepare_imagenet:
         test=f"{R}/data/imagenet/test.npz",
         manifest=f"{R}/data/imagenet/manifest.json",
     params:
-        code=code_version("datasets", "tasks", "imagenet"),
+        code=code("prepare_imagenet.py"),
     log:
         f"{R}/logs/prepare_data/imagenet.log",
     threads: 2

@@ -4,14 +4,14 @@
 
 rule exiaa_grid:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
     output:
         f"{R}/{{dataset}}/{{model}}/seed{{seed}}/exiaa/{{exm}}-{{selection}}.parquet",
     params:
-        settings=config["exiaa"],
-        code=code_version("exiaa", "exiaa_eval", "captum_explainers", "train"),
+        settings=EXIAA.grid_settings,
+        code=code("exiaa_grid.py"),
     log:
         f"{R}/logs/exiaa_grid/{{dataset}}-{{model}}-seed{{seed}}-{{exm}}-{{selection}}.log",
     benchmark:
@@ -29,11 +29,11 @@ rule exiaa_grid:
 
 rule exiaa_table:
     input:
-        exiaa_table_inputs,
+        EXIAA.table_inputs,
     output:
         csv=report(
             f"{R}/tables/exiaa_table{{t}}.csv",
-            caption="../report/exiaa_table.rst",
+            caption="../report/caption.rst",
             category="EXIAA paper",
             subcategory="Tables 1, B.1-B.3",
         ),
@@ -41,7 +41,8 @@ rule exiaa_table:
     wildcard_constraints:
         t="1|B1|B2|B3",
     params:
-        code=code_version("exiaa_eval", "report"),
+        caption=EXIAA.caption,
+        code=code("exiaa_table.py"),
     log:
         f"{R}/logs/tables/exiaa_table{{t}}.log",
     conda:
@@ -52,11 +53,11 @@ rule exiaa_table:
 
 rule exiaa_figure:
     input:
-        exiaa_figure_inputs,
+        EXIAA.figure_inputs,
     output:
         png=report(
             f"{R}/figures/exiaa_fig{{f}}.png",
-            caption="../report/exiaa_figure.rst",
+            caption="../report/caption.rst",
             category="EXIAA paper",
             subcategory="Figures 2-5, A.1",
         ),
@@ -64,7 +65,8 @@ rule exiaa_figure:
     wildcard_constraints:
         f="2|3|4|5|A1",
     params:
-        code=code_version("exiaa_eval", "report"),
+        caption=EXIAA.caption,
+        code=code("exiaa_figure.py"),
     log:
         f"{R}/logs/figures/exiaa_fig{{f}}.log",
     conda:

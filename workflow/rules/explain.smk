@@ -5,17 +5,17 @@
 
 rule explain:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/{{source}}/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/{{source}}/model.json",
     output:
         clean=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/{{source}}/cache/{{defense}}-{{explainer}}-clean.parquet",
         triggered=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/{{source}}/cache/{{defense}}-{{explainer}}-triggered.parquet",
     params:
-        evaluation=config["evaluation"],
-        trigger=trigger_params(),
-        xai=config["xai"],
-        code=code_version("explain_cache", "explainers", "cache", "defenses", "backdoor", "tasks"),
+        evaluation=CFN.explain_evaluation(),
+        trigger=CFN.trigger(),
+        xai=CFN.xai,
+        code=code("explain.py"),
     log:
         f"{R}/logs/explain/{{dataset}}-{{model}}-seed{{seed}}-{{source}}-{{defense}}-{{explainer}}.log",
     threads: 2

@@ -5,15 +5,15 @@
 
 rule fgsmxai_inputs:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
     output:
         inputs=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/fgsmxai/inputs.npz",
         accuracy=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/fgsmxai/accuracy.json",
     params:
-        settings=config["fgsmxai"],
-        code=code_version("fgsmxai", "attacks", "train", "tasks"),
+        settings=FGSMXAI.inputs_settings(),
+        code=code("fgsmxai_inputs.py"),
     log:
         f"{R}/logs/fgsmxai_inputs/{{dataset}}-{{model}}-seed{{seed}}.log",
     benchmark:
@@ -31,15 +31,15 @@ rule fgsmxai_inputs:
 
 rule fgsmxai_explain:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
         inputs=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/fgsmxai/inputs.npz",
     output:
         f"{R}/{{dataset}}/{{model}}/seed{{seed}}/fgsmxai/cache/{{variant}}-{{fxm}}.parquet",
     params:
-        settings=config["fgsmxai"],
-        code=code_version("fgsmxai", "captum_explainers", "explainers", "cache", "tasks"),
+        settings=FGSMXAI.explain_settings,
+        code=code("fgsmxai_explain.py"),
     log:
         f"{R}/logs/fgsmxai_explain/{{dataset}}-{{model}}-seed{{seed}}-{{variant}}-{{fxm}}.log",
     benchmark:
@@ -57,11 +57,11 @@ rule fgsmxai_explain:
 
 rule fgsmxai_table:
     input:
-        unpack(fgsmxai_table_inputs),
+        unpack(FGSMXAI.table_inputs),
     output:
         csv=report(
             f"{R}/tables/fgsmxai_table{{n}}.csv",
-            caption="../report/fgsmxai_table.rst",
+            caption="../report/caption.rst",
             category="FGSM-XAI paper",
             subcategory="Tables 1-2",
         ),
@@ -69,9 +69,10 @@ rule fgsmxai_table:
     wildcard_constraints:
         n="[12]",
     params:
-        runs=fgsmxai_run_params,
-        settings=config["fgsmxai"],
-        code=code_version("fgsmxai", "localization", "cache", "report"),
+        runs=FGSMXAI.run_params,
+        settings=FGSMXAI.report_settings(),
+        caption=FGSMXAI.caption,
+        code=code("fgsmxai_table.py"),
     log:
         f"{R}/logs/tables/fgsmxai_table{{n}}.log",
     conda:
@@ -82,17 +83,18 @@ rule fgsmxai_table:
 
 rule fgsmxai_accuracy:
     input:
-        fgsmxai_accuracy_inputs,
+        FGSMXAI.accuracy_inputs,
     output:
         csv=report(
             f"{R}/tables/fgsmxai_accuracy.csv",
-            caption="../report/fgsmxai_accuracy.rst",
+            caption="../report/caption.rst",
             category="FGSM-XAI paper",
             subcategory="Accuracy under attack",
         ),
         md=f"{R}/tables/fgsmxai_accuracy.md",
     params:
-        code=code_version("fgsmxai", "report"),
+        caption=FGSMXAI.caption,
+        code=code("fgsmxai_accuracy.py"),
     log:
         f"{R}/logs/tables/fgsmxai_accuracy.log",
     conda:
@@ -103,11 +105,11 @@ rule fgsmxai_accuracy:
 
 rule fgsmxai_figure:
     input:
-        unpack(fgsmxai_figure_inputs),
+        unpack(FGSMXAI.figure_inputs),
     output:
         png=report(
             f"{R}/figures/fgsmxai_fig{{n}}.png",
-            caption="../report/fgsmxai_figure.rst",
+            caption="../report/caption.rst",
             category="FGSM-XAI paper",
             subcategory="Figures 5-9",
         ),
@@ -115,9 +117,10 @@ rule fgsmxai_figure:
     wildcard_constraints:
         n="[5-9]",
     params:
-        runs=fgsmxai_run_params,
-        settings=config["fgsmxai"],
-        code=code_version("fgsmxai", "localization", "cache", "report"),
+        runs=FGSMXAI.run_params,
+        settings=FGSMXAI.report_settings(),
+        caption=FGSMXAI.caption,
+        code=code("fgsmxai_figure.py"),
     log:
         f"{R}/logs/figures/fgsmxai_fig{{n}}.log",
     conda:

@@ -3,7 +3,7 @@
 
 rule figure_training_curves:
     input:
-        training_metrics_inputs,
+        PLAN.training_metrics_inputs,
     output:
         png=report(
             f"{R}/figures/training_curves.png",
@@ -12,8 +12,8 @@ rule figure_training_curves:
         ),
         pdf=f"{R}/figures/training_curves.pdf",
     params:
-        labels=training_labels(),
-        code=code_version("report"),
+        labels=PLAN.training_labels(),
+        code=code("figure_training_curves.py"),
     log:
         f"{R}/logs/figures/training_curves.log",
     conda:

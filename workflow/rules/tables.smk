@@ -3,7 +3,7 @@
 
 rule table_clean_accuracy:
     input:
-        clean_accuracy_inputs,
+        PLAN.clean_accuracy_inputs,
     output:
         csv=report(
             f"{R}/tables/clean_accuracy.csv",
@@ -12,7 +12,7 @@ rule table_clean_accuracy:
         ),
         md=f"{R}/tables/clean_accuracy.md",
     params:
-        code=code_version("report"),
+        code=code("table_clean_accuracy.py"),
     log:
         f"{R}/logs/tables/clean_accuracy.log",
     conda:

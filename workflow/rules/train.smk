@@ -4,18 +4,19 @@
 
 rule train_clean:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
     wildcard_constraints:
-        model=_alternatives(TRAINED_MODELS),
+        model=alternatives(PLAN.trained_models),
+        dataset="cifar10|cifar100|gtsrb|shapes",
     output:
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
         metrics=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/metrics.csv",
         provenance=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/provenance.json",
     params:
-        train=train_params,
-        model=model_config,
-        code=code_version("models", "train", "datasets", "tasks"),
+        train=PLAN.train_params,
+        model=PLAN.model_config,
+        code=code("train_clean.py"),
     log:
         f"{R}/logs/train_clean/{{dataset}}-{{model}}-seed{{seed}}.log",
     benchmark:
@@ -33,14 +34,14 @@ rule train_clean:
 
 rule evaluate_clean:
     input:
-        unpack(data_files),
+        unpack(PLAN.data_files),
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
     output:
         f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/accuracy.json",
     params:
-        evaluation=config["evaluation"],
-        code=code_version("models", "defenses", "evaluate", "train", "tasks"),
+        evaluation=PLAN.clean_evaluation(),
+        code=code("evaluate_clean.py"),
     log:
         f"{R}/logs/evaluate_clean/{{dataset}}-{{model}}-seed{{seed}}.log",
     threads: 2
@@ -63,10 +64,11 @@ rule pretrained_model:
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
         provenance=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/provenance.json",
     wildcard_constraints:
-        model=_alternatives(PRETRAINED_MODELS),
+        model=alternatives(PLAN.pretrained_models),
+        dataset="imagenet",
     params:
-        model=model_config,
-        code=code_version("imagenet", "models", "tasks"),
+        model=PLAN.model_config,
+        code=code("pretrained_model.py"),
     log:
         f"{R}/logs/pretrained_model/{{dataset}}-{{model}}-seed{{seed}}.log",
     resources:

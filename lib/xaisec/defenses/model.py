@@ -1,7 +1,7 @@
-"""Evaluation-time normalisation defenses against explanation-aware backdoors.
+"""Model transforms: evaluation-time normalisation defenses against explanation-aware backdoors.
 
-Two variants of the CFN defense are implemented, because the CFN paper's text and its
-authors' evaluation code differ (REFERENCE.md, CFN section):
+Two variants of the CFN defense, because the CFN paper's text and its authors' evaluation code
+differ (REFERENCE.md, CFN section):
 
 * ``cfn`` (the paper's text, default): every ``BatchNorm2d`` becomes Channel-wise Feature
   Normalization, ``(x - mean) / sqrt(var + eps)`` with the mean and *biased* variance over
@@ -13,7 +13,9 @@ authors' evaluation code differ (REFERENCE.md, CFN section):
 ``none`` is the model as it is (its own BatchNorm with running statistics in eval mode).
 
 Both defenses make a model's output depend on the batch it is evaluated with: evaluation code
-must fix the batch size and composition (see :mod:`xaisec.evaluate`).
+must fix the batch size and composition (see :mod:`xaisec.evaluate`). Every transform returns a
+copy and leaves the given model untouched; layer names are kept, so hooks on e.g.
+``layer3.2.bn2`` still find their module.
 """
 from __future__ import annotations
 
@@ -21,8 +23,6 @@ import copy
 
 import torch.nn.functional as F
 from torch import nn
-
-DEFENSES = ("none", "cfn", "batchstat")
 
 
 class ChannelwiseFeatureNorm(nn.Module):
@@ -57,28 +57,33 @@ class BatchStatNorm(nn.Module):
         return f"{self.num_features}, eps={self.eps}, affine={self.weight is not None}"
 
 
-def _replace(module: nn.Module, make) -> int:
+def replace_batchnorm(module: nn.Module, make) -> int:
+    """Replace every ``BatchNorm2d`` below ``module`` (in place) by ``make(bn)``; returns how
+    many were replaced."""
     n = 0
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
             setattr(module, name, make(child))
             n += 1
         else:
-            n += _replace(child, make)
+            n += replace_batchnorm(child, make)
     return n
 
 
-def apply_defense(model: nn.Module, defense: str, eps: float = 1e-5) -> nn.Module:
-    """Return a copy of ``model`` with every BatchNorm2d replaced as ``defense`` says.
+def no_defense(model: nn.Module) -> nn.Module:
+    """``none``: a plain copy of ``model``."""
+    return copy.deepcopy(model)
 
-    The original model is left untouched; ``none`` returns a plain copy. Layer names are kept,
-    so hooks on e.g. ``layer3.2.bn2`` still find their module.
-    """
-    if defense not in DEFENSES:
-        raise ValueError(f"unknown defense {defense!r}; known: {', '.join(DEFENSES)}")
+
+def cfn(model: nn.Module, eps: float = 1e-5) -> nn.Module:
+    """``cfn``: a copy with every BatchNorm2d replaced by :class:`ChannelwiseFeatureNorm`."""
     defended = copy.deepcopy(model)
-    if defense == "cfn":
-        _replace(defended, lambda bn: ChannelwiseFeatureNorm(bn.num_features, eps))
-    elif defense == "batchstat":
-        _replace(defended, BatchStatNorm)
+    replace_batchnorm(defended, lambda bn: ChannelwiseFeatureNorm(bn.num_features, eps))
+    return defended
+
+
+def batchstat(model: nn.Module) -> nn.Module:
+    """``batchstat``: a copy with every BatchNorm2d replaced by :class:`BatchStatNorm`."""
+    defended = copy.deepcopy(model)
+    replace_batchnorm(defended, BatchStatNorm)
     return defended

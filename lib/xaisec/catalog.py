@@ -1,0 +1,45 @@
+"""The names every part of the project shares, defined once and importable without torch
+(the Snakemake planning code, the config validation and the library all read them here)."""
+from __future__ import annotations
+
+#: data sets the workflow prepares; ``imagenet`` holds evaluation images only
+DATASETS = ("cifar10", "cifar100", "gtsrb", "shapes", "imagenet")
+#: data sets read from a download or a local copy (``shapes`` is generated)
+REAL_DATASETS = ("cifar10", "cifar100", "gtsrb", "imagenet")
+#: data sets whose prepared splits carry ground-truth masks (FGSM-XAI's IoU/RMSE need them)
+MASKED_DATASETS = ("shapes", "gtsrb", "imagenet")
+
+#: 32x32 classifiers trained by the workflow
+CIFAR_ARCHS = ("resnet20", "vgg13")
+#: torchvision ImageNet networks, loaded with pretrained weights, never trained
+IMAGENET_ARCHS = ("resnet18", "vit_b_16", "efficientnet_v2_s", "efficientnet_b0")
+ARCHS = CIFAR_ARCHS + IMAGENET_ARCHS
+VARIANTS = ("bn", "nobn", "frozenbn")
+ACTIVATIONS = ("relu", "softplus")
+
+#: the CFN paper's explanation-aware backdoors (Section 2.2), explainers attacked and losses
+CFN_ATTACKS = ("sf", "rh", "fd")
+CFN_EXPLAINERS = ("grad", "gradcam", "relevancecam")
+CFN_LOSSES = ("mse", "dssim")
+
+#: a model's training regime, as the CFN paper's tables group models (Tables 1-5, 8)
+REGIMES = ("bn", "frozenbn", "nobn", "softplus")
+
+
+def model_regime(entry: dict) -> str:
+    """``softplus``, ``nobn``, ``frozenbn`` or ``bn`` for a model's config entry
+    (``models.<key>``): read from its ``activation`` and ``variant``, never from its key."""
+    if entry.get("activation", "relu") == "softplus":
+        return "softplus"
+    return entry.get("variant", "bn")
+
+
+def model_info(models: dict, keys) -> dict[str, dict]:
+    """{key: {"arch", "regime"}} of the model keys ``keys`` (a clear error for an unknown one)."""
+    out = {}
+    for k in keys:
+        if k not in models:
+            raise KeyError(f"model {k!r} is not defined under 'models' "
+                           f"(defined: {', '.join(models) or 'none'})")
+        out[k] = {"arch": models[k]["arch"], "regime": model_regime(models[k])}
+    return out

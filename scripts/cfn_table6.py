@@ -1,0 +1,9 @@
+"""Rule cfn_table6: CFN Table 6, the attack scenarios C1-C6 (no inputs)."""
+import _lib  # noqa: F401  (puts the repository's lib/ first on sys.path)
+
+from xaisec.cfn_report import write_table6
+from xaisec.smk import rule_context
+
+smk = snakemake  # noqa: F821
+with rule_context(smk, uses_device=False):
+    write_table6(smk.output.csv, smk.output.md)
