@@ -2,8 +2,8 @@
 the evaluation batch size, from the batch-size ablation's CSV."""
 import _lib  # noqa: F401  (puts the repository's lib/ first on sys.path)
 
-from xaisec.cfn_report import batchsize_figure
-from xaisec.smk import rule_context
+from xaisec.papers.cfn.report import batchsize_figure
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk, uses_device=False):

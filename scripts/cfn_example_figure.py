@@ -3,8 +3,8 @@ layer's activation, BN vs CFN), drawn from example test images."""
 import _lib  # noqa: F401  (puts the repository's lib/ first on sys.path)
 from pathlib import Path
 
-from xaisec.smk import rule_context
-from xaisec.tasks import example_figure
+from xaisec.workflow.context import rule_context
+from xaisec.papers.cfn.tasks import example_figure
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as ctx:

@@ -1,8 +1,8 @@
 """Rule cfn_src_figure: CFN Figures 5-7 and 12-18, SRC distributions and their p-values."""
 import _lib  # noqa: F401  (puts the repository's lib/ first on sys.path)
 
-from xaisec.cfn_report import src_figure
-from xaisec.smk import rule_context
+from xaisec.papers.cfn.report import src_figure
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk, uses_device=False):

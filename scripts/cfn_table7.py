@@ -1,8 +1,8 @@
 """Rule cfn_table7: CFN Table 7, accuracy of the C3/C5 attacks with BN (C3, C5) and CFN (C4, C6)."""
 import _lib  # noqa: F401  (puts the repository's lib/ first on sys.path)
 
-from xaisec.cfn_report import write_table7_from_files
-from xaisec.smk import rule_context
+from xaisec.papers.cfn.report import write_table7_from_files
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk, uses_device=False):

@@ -1,8 +1,8 @@
 """Rule evaluate_backdoor: compare an attacked model's cached explanations with the original's."""
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 
-from xaisec.smk import rule_context
-from xaisec.tasks import evaluate_backdoor
+from xaisec.workflow.context import rule_context
+from xaisec.papers.cfn.tasks import evaluate_backdoor
 
 smk = snakemake  # noqa: F821
 with rule_context(smk, uses_device=False):

@@ -3,8 +3,8 @@ explainer and attack-image selection."""
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 from pathlib import Path
 
-from xaisec.exiaa_eval import run
-from xaisec.smk import rule_context
+from xaisec.papers.exiaa.experiment import run
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as ctx:

@@ -1,7 +1,7 @@
 """Rule fetch_data: download a real data set (or take its local copy) and extract it."""
 import _lib  # noqa: F401  (makes lib/ importable without an install)
-from xaisec.smk import rule_context
-from xaisec.tasks import fetch_data
+from xaisec.workflow.context import rule_context
+from xaisec.workflow.data_tasks import fetch_data
 
 with rule_context(snakemake, uses_device=False):  # noqa: F821
     fetch_data(snakemake.wildcards.real_dataset, snakemake.params.raw_dir,  # noqa: F821

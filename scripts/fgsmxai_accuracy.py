@@ -1,9 +1,9 @@
 """Rule fgsmxai_accuracy: accuracy without attack, under FGSM and under BIM."""
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 
-from xaisec.fgsmxai import write_accuracy_table
+from xaisec.papers.fgsmxai.experiment import write_accuracy_table
 from xaisec.io import read_json
-from xaisec.smk import rule_context
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk, uses_device=False):

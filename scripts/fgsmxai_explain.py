@@ -2,8 +2,8 @@
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 from pathlib import Path
 
-from xaisec.fgsmxai import explain_inputs
-from xaisec.smk import rule_context
+from xaisec.papers.fgsmxai.experiment import explain_inputs
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as ctx:

@@ -1,8 +1,8 @@
 """Rule fgsmxai_figure: the FGSM-XAI paper's example Figures 5-9."""
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 
-from xaisec.fgsmxai import example_figure
-from xaisec.smk import rule_context
+from xaisec.papers.fgsmxai.experiment import example_figure
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk, uses_device=False):

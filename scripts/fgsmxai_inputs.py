@@ -2,9 +2,9 @@
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 from pathlib import Path
 
-from xaisec.fgsmxai import make_inputs
+from xaisec.papers.fgsmxai.experiment import make_inputs
 from xaisec.io import write_json
-from xaisec.smk import rule_context
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as ctx:

@@ -1,7 +1,7 @@
 """Rule figure_training_curves: results/figures/training_curves.{png,pdf}."""
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 from xaisec.report import training_curves_figure
-from xaisec.smk import rule_context
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk, uses_device=False):

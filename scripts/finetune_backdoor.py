@@ -4,8 +4,8 @@ explainer x loss x seed), for finetune_scenario under one of the CFN paper's att
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 from pathlib import Path
 
-from xaisec.smk import rule_context
-from xaisec.tasks import finetune_backdoor
+from xaisec.workflow.context import rule_context
+from xaisec.papers.cfn.tasks import finetune_backdoor
 
 smk = snakemake  # noqa: F821
 with rule_context(smk) as ctx:

@@ -2,8 +2,8 @@
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 from pathlib import Path
 
-from xaisec.smk import rule_context
-from xaisec.tasks import prepare_data
+from xaisec.workflow.context import rule_context
+from xaisec.workflow.data_tasks import prepare_data
 
 smk = snakemake  # noqa: F821
 with rule_context(smk, uses_device=False):

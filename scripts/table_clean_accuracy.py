@@ -1,7 +1,7 @@
 """Rule table_clean_accuracy: results/tables/clean_accuracy.{csv,md}."""
 import _lib  # noqa: F401  (makes lib/ importable without an install)
 from xaisec.report import write_clean_accuracy
-from xaisec.smk import rule_context
+from xaisec.workflow.context import rule_context
 
 smk = snakemake  # noqa: F821
 with rule_context(smk, uses_device=False):

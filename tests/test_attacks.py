@@ -5,7 +5,7 @@ from torch import nn
 
 from xaisec.attacks import (ATTACKS, BIM, FGSM, Attack, AttackResult, Crafted, make_attack,
                             random_other_class, register_attack)
-from xaisec.models import build_model
+from xaisec.models.classifiers import build_model
 
 torchattacks = pytest.importorskip("torchattacks")
 

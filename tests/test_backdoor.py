@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from xaisec import io
-from xaisec.backdoor import (FinetuneConfig, apply_trigger, dssim_per_sample, explanation_loss,
-                             finetune, max_normalize, square_target, target_explanation,
-                             zscore_channelmax)
-from xaisec.models import build_model, set_activation
+from xaisec.attacks.backdoor import FinetuneConfig, finetune
+from xaisec.attacks.trigger import apply_trigger, square_target, target_explanation
+from xaisec.metrics.maps import dssim_per_sample, explanation_loss, max_normalize, zscore_channelmax
+from xaisec.models.classifiers import build_model, set_activation
 
 
 def test_trigger_is_the_4x4_patch_one_pixel_from_the_corner():

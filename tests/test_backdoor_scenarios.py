@@ -1,12 +1,12 @@
 """Attack scenarios C1, C3 and C5 of the CFN paper (Section 6, Tables 6 and 7) in
-:func:`xaisec.backdoor.finetune`."""
+:func:`xaisec.attacks.backdoor.finetune`."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 from xaisec import io
-from xaisec.backdoor import FinetuneConfig, _fingerprint, finetune
-from xaisec.models import build_model
+from xaisec.attacks.backdoor import FinetuneConfig, _fingerprint, finetune
+from xaisec.models.classifiers import build_model
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from xaisec.io import write_json
-from xaisec.models import build_model
-from xaisec.train import TrainConfig, _optimizer, nhwc_to_tensor, train_epoch
+from xaisec.models.classifiers import build_model
+from xaisec.tensors import nhwc_to_tensor
+from xaisec.train import TrainConfig, _optimizer, train_epoch
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 N, BATCH, REPEAT = 2560, 128, 3
@@ -101,10 +102,11 @@ def test_training_throughput_vs_bare_pytorch():
 def test_finetune_step_vs_plain_step_and_cache_vs_recompute(tmp_path):
     """One backdoor fine-tuning step per explainer (second-order, Softplus) against one plain
     training step; reading the Parquet cache against recomputing the explanations."""
-    from xaisec.backdoor import target_explanation, zscore_channelmax
+    from xaisec.attacks.trigger import target_explanation
+    from xaisec.metrics.maps import zscore_channelmax
     from xaisec.cache import ExplanationSet, read_explanations, write_explanations
     from xaisec.explainers import make_explainer
-    from xaisec.models import set_activation
+    from xaisec.models.classifiers import set_activation
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)

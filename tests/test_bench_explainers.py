@@ -3,7 +3,7 @@ reference libraries' own calls, on the same model and batch, printed as a table 
 results/benchmarks/explainers.json. Nothing here asserts a speed; where both sides do the same
 work, the maps are checked to agree, so the comparison is of equal work.
 
-Model: ResNet-20 (``xaisec.models.build_model``), random weights with non-trivial eval-mode
+Model: ResNet-20 (``xaisec.models.classifiers.build_model``), random weights with non-trivial eval-mode
 BatchNorm statistics. Batch: 64 CIFAR-sized images with structure (SLIC needs some), the
 predicted classes as targets. Run with
 ``.venv/bin/python -m pytest -m bench tests/test_bench_explainers.py -s``.
@@ -22,7 +22,7 @@ import torch
 from conftest import randomise_bn
 from torch import nn
 from xaisec.io import write_json
-from xaisec.models import build_model
+from xaisec.models.classifiers import build_model
 
 N = 64  # images per batch
 N_LIME = 4  # LIME runs 1000 forward passes per image: fewer images

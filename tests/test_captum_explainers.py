@@ -14,7 +14,7 @@ from xaisec.explainers import (
     make_explainer,
     slic_segments,
 )
-from xaisec.models import build_model
+from xaisec.models.classifiers import build_model
 
 N = 3
 #: the Captum wrappers (not differentiable)

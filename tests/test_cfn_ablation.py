@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from xaisec.cfn_ablation import COLUMNS, MODES, batch_size_ablation
-from xaisec.models import build_model
+from xaisec.papers.cfn.ablation import COLUMNS, MODES, batch_size_ablation
+from xaisec.models.classifiers import build_model
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,7 +83,7 @@ def test_mode_subset_still_uses_the_original_as_reference():
 
 def test_ablation_output_draws_figures_8_and_9(tmp_path):
     """The ablation's CSV is what the figure rule reads (mode names included)."""
-    from xaisec.cfn_report import batchsize_figure
+    from xaisec.papers.cfn.report import batchsize_figure
 
     original, attacked = _models()
     x, y = _data(8)

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from xaisec.cache import ExplanationSet
-from xaisec.cfn_eval import compare, comparison, paper_table, summarize
-from xaisec.explain_cache import batch_plan
+from xaisec.papers.cfn.evaluation import compare, comparison, paper_table, summarize
+from xaisec.papers.cfn.caches import batch_plan
 
 
 def _set(maps, pred, label):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from xaisec.cfn_examples import PANELS, example_grid
-from xaisec.models import build_model
+from xaisec.papers.cfn.examples import PANELS, example_grid
+from xaisec.models.classifiers import build_model
 
 NAMES = ["airplane", "automobile", "bird"]
 
@@ -69,7 +69,7 @@ def test_example_grid_checks_its_inputs(tmp_path):
 
 
 def test_activation_grid_bn_and_cfn_panels(tmp_path):
-    from xaisec.cfn_examples import ACTIVATION_PANELS, activation_grid
+    from xaisec.papers.cfn.examples import ACTIVATION_PANELS, activation_grid
     from xaisec.explainers import capture
 
     original, attacked = _models()
@@ -94,7 +94,7 @@ def test_activation_grid_bn_and_cfn_panels(tmp_path):
 
 
 def test_activation_grid_context_shares_the_cfn_batch():
-    from xaisec.cfn_examples import activation_grid
+    from xaisec.papers.cfn.examples import activation_grid
 
     original, attacked = _models()
     x, y = _images(2), np.array([0, 1])
@@ -107,7 +107,7 @@ def test_activation_grid_context_shares_the_cfn_batch():
 
 
 def test_stack_examples_draws_one_block_per_attack(tmp_path):
-    from xaisec.cfn_examples import example_panels, stack_examples
+    from xaisec.papers.cfn.examples import example_panels, stack_examples
 
     original, attacked = _models()
     x, y = _images(2), np.array([0, 1])

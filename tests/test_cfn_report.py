@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from xaisec import cfn_report as cr
+from xaisec.papers.cfn import report as cr
 from xaisec import io
-from xaisec.models import build_model
+from xaisec.models.classifiers import build_model
 
 EXPLAINERS = ("grad", "gradcam", "relevancecam")
 

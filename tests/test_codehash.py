@@ -59,9 +59,9 @@ def test_editing_a_module_changes_exactly_the_rules_that_reach_it(tmp_path):
 
 def test_tables_do_not_reach_the_training_code():
     mods = set(codehash.closure_modules(REPO / "scripts" / "cfn_table.py"))
-    assert "xaisec.cfn_eval" in mods
+    assert "xaisec.papers.cfn.evaluation" in mods
     train = set(codehash.closure_modules(REPO / "scripts" / "train_clean.py"))
-    assert "xaisec.cfn_examples" not in train and "xaisec.exiaa" not in train
+    assert "xaisec.papers.cfn.examples" not in train and "xaisec.attacks.exiaa" not in train
 
 
 def test_repository_lib_wins_over_a_shadowing_copy(tmp_path):
@@ -73,7 +73,7 @@ def test_repository_lib_wins_over_a_shadowing_copy(tmp_path):
             "import xaisec; assert getattr(xaisec, 'SHADOW', False)\n"  # the shadow first ...
             "sys.path.append(%r)\n"
             "import _lib\n"
-            "import xaisec, xaisec.smk\n"
+            "import xaisec, xaisec.workflow.context\n"
             "print(xaisec.__file__)\n") % (str(shadow.parent), str(REPO / "lib"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), str(REPO / "lib")])}
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO / "scripts", env=env,

@@ -83,7 +83,7 @@ def test_partial_backdoor_hyper_keeps_the_other_defaults():
     cfg = load_and_validate({"backdoor": {"hyper": {"rh": {"mse": {"grad": {"lambda": 0.5, "lr": 1e-3}}}}}})
     h = cfg["backdoor"]["hyper"]
     assert h["rh"]["mse"]["grad"] == {"lambda": 0.5, "lr": 1e-3}
-    assert h["rh"]["mse"]["gradcam"] == {"lambda": 0.9125, "lr": 7.5e-4}  # REFERENCE.md
+    assert h["rh"]["mse"]["gradcam"] == {"lambda": 0.9125, "lr": 7.5e-4}  # docs/settings.md
     assert h["fd"]["dssim"]["gradcam"] == {"lambda": 0.85, "lr": 4e-4}
 
 

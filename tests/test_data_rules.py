@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from xaisec import datasets as D
+from xaisec.data import datasets as D
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

@@ -1,4 +1,4 @@
-"""Tests of xaisec.datasets with tiny data made on the spot (no network, no torch)."""
+"""Tests of xaisec.data.datasets with tiny data made on the spot (no network, no torch)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xaisec import datasets as D
+from xaisec.data import datasets as D
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if not SHARED.is_dir():
@@ -875,7 +875,7 @@ def test_fetch_downloads_official_remotes(tmp_path, monkeypatch):
 
 
 def test_fetch_shapes_has_nothing_to_fetch(tmp_path):
-    pytest.importorskip("xaisec.shapes")
+    pytest.importorskip("xaisec.data.shapes")
     with pytest.raises(ValueError, match="generated"):
         D.fetch("shapes", tmp_path)
 
@@ -938,7 +938,7 @@ def test_prepare_needs_raw_root(tmp_path):
 
 
 def test_prepare_shapes(tmp_path):
-    shapes = pytest.importorskip("xaisec.shapes")
+    shapes = pytest.importorskip("xaisec.data.shapes")
     spec = D.DATASETS["shapes"]
     assert spec.class_names == tuple(shapes.CLASS_NAMES) and spec.has_masks and not spec.remotes
     out = tmp_path / "shapes"

@@ -13,7 +13,7 @@ from xaisec.defenses import (DEFENSES, KINDS, apply_input_defense, apply_model_d
 from xaisec.defenses.input import InputDefense, bit_squeezing, median_smoothing
 from xaisec.defenses.model import BatchStatNorm, ChannelwiseFeatureNorm
 from xaisec.defenses.training import TrainingDefense
-from xaisec.models import build_model
+from xaisec.models.classifiers import build_model
 
 apply_defense = apply_model_defense
 

@@ -1,11 +1,11 @@
-"""Tests of xaisec.exiaa (EXIAA attack, noise baseline, metrics, grid) on tiny models."""
+"""Tests of xaisec.attacks.exiaa (EXIAA attack, noise baseline, metrics, grid) on tiny models."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 from xaisec.explainers import make_explainer
-from xaisec.exiaa import (
+from xaisec.attacks.exiaa import (
     GRID_COLUMNS,
     class_rankings,
     confidence_change,

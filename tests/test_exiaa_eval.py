@@ -4,9 +4,13 @@ import pandas as pd
 import pytest
 import torch
 
-from xaisec import datasets, exiaa_eval, io
+from xaisec import io
+
+from xaisec.data import datasets as datasets
+
+from xaisec.papers.exiaa import experiment as exiaa_eval
 from xaisec.evaluate import eval_indices
-from xaisec.models import build_model
+from xaisec.models.classifiers import build_model
 
 SETTINGS = {
     "n_images": 6, "sample_seed": 0, "pool": "test", "attack_ranks": [0, 1],

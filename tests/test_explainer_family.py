@@ -18,7 +18,7 @@ from xaisec.explainers import (
     register,
     slic_segments,
 )
-from xaisec.models import build_model
+from xaisec.models.classifiers import build_model
 
 N = 5
 pytestmark = pytest.mark.usefixtures("one_thread")

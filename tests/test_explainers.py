@@ -23,7 +23,7 @@ from xaisec.explainers import (
     normalize_zscore_channelmax,
     use_smooth_relu,
 )
-from xaisec.models import build_model, set_activation
+from xaisec.models.classifiers import build_model, set_activation
 
 N = 6
 #: the differentiable explainers (the others are Captum wrappers: tests/test_captum_explainers.py)

@@ -6,9 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
-from xaisec import datasets, fgsmxai, io
+from xaisec import io
+
+from xaisec.data import datasets as datasets
+
+from xaisec.papers.fgsmxai import experiment as fgsmxai
 from xaisec.cache import ExplanationSet, read_explanations
-from xaisec.models import build_model
+from xaisec.models.classifiers import build_model
 
 SETTINGS = {
     "n_images": 12, "sample_seed": 0, "eps": 0.025, "bim": {"steps": 3, "alpha": 1 / 255},

@@ -1,4 +1,4 @@
-"""Tests of xaisec.imagenet: torchvision ImageNet models with random weights (no download) and
+"""Tests of xaisec.data.imagenet: torchvision ImageNet models with random weights (no download) and
 ImageNet-style folders of tiny images and masks made here."""
 from __future__ import annotations
 
@@ -12,21 +12,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from xaisec import datasets as D
+from xaisec.data import datasets as D
 from xaisec.explainers import DeepLiftShap, GradCAM, make_explainer, minmax
-from xaisec.imagenet import (
+from xaisec.data.imagenet import find_imagenet_root, load_class_index, read_imagenet_folder
+from xaisec.models.imagenet import (
     ARCHS,
     DeepLiftMaxPool2d,
     ImageNetClassifier,
     build_imagenet_model,
     deeplift_problems,
-    find_imagenet_root,
     imagenet_categories,
-    load_class_index,
     make_deeplift_safe,
-    read_imagenet_folder,
 )
-from xaisec.models import IMAGENET_MEAN, IMAGENET_STD
+from xaisec.models.classifiers import IMAGENET_MEAN, IMAGENET_STD
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -463,7 +461,7 @@ def test_imagenet_needs_a_local_source(tmp_path):
 def test_make_deeplift_safe_fixes_vgg13_maxpool_after_relu():
     """The project's VGG-13 has ReLU -> MaxPool2d pairs, where Captum 0.9's max-pool rule
     breaks summation to delta; make_deeplift_safe applies to any model and fixes it."""
-    from xaisec.models import build_model
+    from xaisec.models.classifiers import build_model
 
     torch.manual_seed(0)
     m = build_model(arch="vgg13").eval().double()

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from xaisec import io
-from xaisec.tasks import pretrained_model
+from xaisec.workflow.tasks import pretrained_model
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from xaisec import io
-from xaisec.models import build_model
+from xaisec.models.classifiers import build_model
 
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
@@ -29,7 +29,7 @@ def test_checkpoint_of_the_wrong_architecture_is_refused(tmp_path):
 
 def test_checkpoint_with_wrong_class_count_is_refused(tmp_path):
     io.save_model(build_model(arch="resnet20", num_classes=10), tmp_path / "m.pt", {})
-    from xaisec.models import ModelSpec
+    from xaisec.models.classifiers import ModelSpec
 
     with pytest.raises(io.CheckpointError, match="wrong shapes"):
         io.load_model(tmp_path / "m.pt", spec=ModelSpec(arch="resnet20", num_classes=43))
@@ -289,7 +289,7 @@ def test_output_lock_stops_a_second_writer_until_released(tmp_path):
 
 
 def test_training_and_finetuning_hold_the_output_lock(tmp_path):
-    from xaisec.backdoor import finetune
+    from xaisec.attacks.backdoor import finetune
     from xaisec.train import fit
 
     with io.output_lock(tmp_path):  # the lock is taken before anything else: dummy arguments

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaisec.localization import aggregate, binarize_top, iou, minmax, rmse, score
+from xaisec.metrics.localization import aggregate, binarize_top, iou, minmax, rmse, score
 
 
 def _square(r, c, size=2, shape=(4, 4)):

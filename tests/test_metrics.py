@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xaisec.metrics import spearman_rows
+from xaisec.metrics.correlation import spearman_rows
 
 
 def test_spearman_rows_matches_scipy_per_row():

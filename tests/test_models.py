@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from xaisec.models import ModelSpec, build_model, count_parameters, set_activation
+from xaisec.models.classifiers import ModelSpec, build_model, count_parameters, set_activation
 
 
 @pytest.mark.parametrize("variant", ["bn", "nobn", "frozenbn"])

@@ -81,8 +81,8 @@ def test_regime_and_arch_come_from_the_config_entry():
 
 
 def test_a_table_cell_never_mixes_models(tmp_path):
-    from xaisec.cfn_eval import comparison, paper_table
-    from xaisec.report import write_cfn_table
+    from xaisec.papers.cfn.evaluation import comparison, paper_table
+    from xaisec.papers.cfn.report import write_cfn_table
 
     rows = []
     for m in ("resnet20", "resnet20-nobn"):

@@ -1,11 +1,11 @@
-"""Tests for the synthetic ``shapes`` data set (xaisec.shapes)."""
+"""Tests for the synthetic ``shapes`` data set (xaisec.data.shapes)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from xaisec import shapes
+from xaisec.data import shapes as shapes
 
 C = shapes.NUM_CLASSES
 

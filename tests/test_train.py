@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from xaisec import io
-from xaisec.models import build_model
-from xaisec.train import TrainConfig, fit, nhwc_to_tensor, random_crop_flip
+from xaisec.models.classifiers import build_model
+from xaisec.tensors import nhwc_to_tensor
+from xaisec.train import TrainConfig, fit, random_crop_flip
 
 
 def _toy(n=96, seed=0):
@@ -108,7 +109,7 @@ def test_bad_train_config():
 
 def test_divergence_is_a_clear_error(tmp_path, one_thread):
     """A NaN loss stops training with an error naming the fix, and saves no model."""
-    from xaisec.models import build_model
+    from xaisec.models.classifiers import build_model
     from xaisec.train import TrainConfig, TrainingDiverged, fit
 
     rng = np.random.default_rng(0)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from xaisec.models import build_model
-from xaisec.weight_similarity import compare_state_dicts, linear_cka, spearman
+from xaisec.models.classifiers import build_model
+from xaisec.metrics.weights import compare_state_dicts, linear_cka, spearman
 
 
 def hsic_cka(x, y):

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .io import CorruptFileError, read_parquet_metadata, read_parquet_table, write_parquet
+from xaisec.io import CorruptFileError, read_parquet_metadata, read_parquet_table, write_parquet
 
 FORMAT_VERSION = 1
 KEY_FORMAT = b"xaisec.format"

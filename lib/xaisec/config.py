@@ -80,7 +80,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     for ds, over in config["clean"]["overrides"].items():
         merged = {**config["clean"]["train"], **over}
         _check(merged, train_schema, schema, prefix=("clean", "overrides", ds))
-    from .catalog import IMAGENET_ARCHS
+    from xaisec.catalog import IMAGENET_ARCHS
 
     for i, ds in enumerate(config["clean"]["datasets"]):
         if ds == "imagenet":

@@ -3,15 +3,15 @@
 Batch-statistics defenses (``cfn``, ``batchstat``) make every prediction depend on the other
 images in its batch. The evaluation set is therefore drawn at random (seeded) from the test
 split and shuffled before batching: the archives list images class by class, and a one-class
-batch would normalise away the class signal (REFERENCE.md, CPU-scale probe).
+batch would normalise away the class signal (docs/settings.md, CPU-scale probe).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .defenses import apply_model_defense
-from .train import nhwc_to_tensor, predict
+from xaisec.defenses import apply_model_defense
+from xaisec.tensors import nhwc_to_tensor, predict
 
 
 def eval_indices(n_total: int, n: int | None, seed: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .models import ModelSpec, build_model
+from xaisec.models.classifiers import ModelSpec, build_model
 
 
 @contextlib.contextmanager

@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from . import io  # noqa: E402
-from .published import published  # noqa: E402
+from xaisec import io  # noqa: E402
+from xaisec.published import published  # noqa: E402
 
 
 def published_values() -> pd.DataFrame:
@@ -115,69 +115,3 @@ def training_curves_figure(metrics_paths: list, labels: list[dict], paths) -> No
         axes[1, j].set_yscale("log")
     fig.tight_layout()
     save_figure(fig, paths)
-
-
-# ---------------------------------------------------------------- CFN paper, Tables 1-4, Figures 5-6
-
-def _read_per_sample(paths) -> pd.DataFrame:
-    if not paths:
-        raise ValueError("no evaluated backdoor runs for this target: check backdoor.experiments")
-    return pd.concat([io.read_parquet(p) for p in paths], ignore_index=True)
-
-
-def cfn_published() -> pd.DataFrame:
-    return published("cfn_published")
-
-
-def write_cfn_table(per_sample_paths, spec: dict, csv_path, md_path) -> pd.DataFrame:
-    """Tables 1-4 of the one model ``spec["model"]`` (rows of another model are an error)."""
-    from .cfn_eval import paper_table, summarize
-
-    ps = _read_per_sample(per_sample_paths)
-    other = sorted(set(ps["model"]) - {spec["model"]}) if "model" in spec else []
-    if other:
-        raise ValueError(f"{spec['table']} is built from the model {spec['model']!r}, but the "
-                         f"inputs hold runs of {other}")
-    summary = summarize(ps.drop(columns=["seed"], errors="ignore"))
-    table = paper_table(summary, by_attack=spec["by_attack"])
-    seeds = sorted(int(s) for s in ps["seed"].unique()) if "seed" in ps else []
-    notes = [
-        f"Data set {spec['dataset']}, model {spec.get('model', 'n/a')}; {len(seeds)} seed(s) {seeds}, samples pooled over seeds "
-        f"(n per row); errors are the attack's loss ({', '.join(spec['losses'])}) on maps "
-        "normalised as `evaluation.error_normalization` says.",
-        "triggered / clean: explanation error mean ± sd against the original model; "
-        "triggered_acc / clean_acc: accuracy (%); asr: attack success rate (N/A for SF); "
-        "src_median_triggered: median Spearman rank correlation with the original's map.",
-        "Published values and the cell-by-cell comparison: `cfn_comparison`.",
-    ]
-    write_table(table, csv_path, md_path, title=f"CFN paper, {spec['table']} (reproduced)",
-                notes=notes, floatfmt=".2f")
-    return table
-
-
-def write_cfn_comparison(per_sample_paths, tables: dict, csv_path, md_path) -> pd.DataFrame:
-    """``tables``: {"Table N": data set it was built from}; the published values are matched
-    by table, attack, mode, explainer and loss (a smoke run on shapes is compared with the
-    paper's CIFAR-10/GTSRB values only for orientation)."""
-    from .cfn_eval import comparison, summarize
-
-    ps = _read_per_sample(per_sample_paths)
-    summary = summarize(ps.drop(columns=["seed"], errors="ignore"))
-    pub = cfn_published()
-    parts = []
-    for table, dataset in tables.items():
-        s = summary[summary["dataset"] == dataset]
-        if table == "Table 4":
-            s = s[s["loss"] == "mse"]
-        paper_dataset = "gtsrb" if table == "Table 4" else "cifar10"
-        c = comparison(s, pub, paper_dataset, table)
-        c.insert(1, "dataset", dataset)
-        parts.append(c[c["ours"].notna()])
-    out = pd.concat(parts, ignore_index=True)
-    notes = ["paper: the CFN paper's published value (lib/xaisec/resources/cfn_published.csv); "
-             "ours: this run (attack rows: own BatchNorm; defense rows: CFN as the paper's text "
-             "defines it); ours_batchstat: the defense as the authors' evaluation code ran it; "
-             "diff = ours - paper. Accuracies and ASR are fractions."]
-    write_table(out, csv_path, md_path, title="CFN paper: reproduced cells vs published",
-                notes=notes, floatfmt=".3f")
-    return out

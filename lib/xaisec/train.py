@@ -1,4 +1,4 @@
-"""Clean training of the classifiers (CFN paper's reference recipe, REFERENCE.md).
+"""Clean training of the classifiers (CFN paper's reference recipe, docs/settings.md).
 
 Data stay in memory as uint8 tensors; batches are converted, augmented (random crop with
 zero padding, horizontal flip) and moved to the device as whole tensors, with no per-sample
@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import io
+from xaisec import io
+from xaisec.tensors import nhwc_to_tensor, predict, random_subset, to_float
 
 
 @dataclass
 class TrainConfig:
-    """Defaults: the CFN paper's clean-training recipe (authors' code, REFERENCE.md)."""
+    """Defaults: the CFN paper's clean-training recipe (authors' code, docs/settings.md)."""
 
     epochs: int = 200
     batch_size: int = 128
@@ -54,16 +55,6 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW -> float32 in [0, 1] (on x's device)."""
-    return x_uint8.float().div_(255.0)
-
-
-def nhwc_to_tensor(x: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, C) array -> uint8 (N, C, H, W) tensor."""
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous()
-
-
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator, padding: int = 4,
                      flip: bool = True) -> torch.Tensor:
     """Batched random crop (zero padding) and horizontal flip of an (N, C, H, W) batch."""
@@ -81,28 +72,6 @@ def random_crop_flip(x: torch.Tensor, gen: torch.Generator, padding: int = 4,
         m = (torch.rand(n, generator=gen) < 0.5).to(dev)[:, None, None, None]
         x = torch.where(m, x.flip(3), x)
     return x.contiguous()
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500, device=None,
-            progress: bool = False) -> torch.Tensor:
-    """Logits for uint8 or float images (N, C, H, W), batched; returned on the CPU."""
-    device = device or next(model.parameters()).device
-    out = []
-    for i in tqdm(range(0, len(x), batch_size), disable=not progress, desc="predict", leave=False):
-        xb = x[i:i + batch_size].to(device, non_blocking=True)
-        xb = to_float(xb) if xb.dtype == torch.uint8 else xb
-        out.append(model(xb).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
-
-
-def random_subset(x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generator):
-    """``n`` random images (kept in file order) of (x, y); all of them if ``n`` is None or
-    larger. Subsets must be random: the archives list their images class by class."""
-    if not n or n >= len(x):
-        return x, y
-    idx = np.sort(rng.choice(len(x), n, replace=False))
-    return x[idx], y[idx]
 
 
 def _optimizer(model, cfg: TrainConfig, steps_per_epoch: int):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import (Attack, AttackBatch, AttackResult, Crafted, ExtraLossFn, LossFn, TargetFn,
+from xaisec.attacks.base import (Attack, AttackBatch, AttackResult, Crafted, ExtraLossFn, LossFn, TargetFn,
                    random_other_class)
-from .bim import BIM
-from .fgsm import FGSM
+from xaisec.attacks.bim import BIM
+from xaisec.attacks.fgsm import FGSM
 
 #: attack name (lower case) -> class
 ATTACKS: dict[str, type[Attack]] = {

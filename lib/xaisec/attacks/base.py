@@ -8,7 +8,7 @@
   never written: gradients are taken with :func:`torch.autograd.grad` w.r.t. the input only.
 
 Beyond torchattacks, the base carries what the interpretation-aware attacks (AdvEdge/ADV2,
-REFERENCE.md) need:
+docs/settings.md) need:
 
 * **targets**: ``attack(x, y, target=y_t)``, or ``target_fn=`` at construction (a function
   ``(x, y) -> y_t``, e.g. :func:`random_other_class`, AdvEdge's ``(y + randint(1, C)) mod C``).
@@ -127,7 +127,7 @@ class AttackResult:
 
 def random_other_class(num_classes: int, generator: torch.Generator | None = None) -> TargetFn:
     """A ``target_fn``: a uniformly random class other than the true one,
-    ``(y + randint(1, num_classes)) mod num_classes`` (AdvEdge's target choice, REFERENCE.md).
+    ``(y + randint(1, num_classes)) mod num_classes`` (AdvEdge's target choice, docs/settings.md).
     Draws on ``generator`` (CPU) when given, so the targets are reproducible on any device."""
     if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")

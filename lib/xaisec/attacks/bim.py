@@ -1,6 +1,6 @@
 """BIM, the Basic Iterative Method (Kurakin et al. 2017), without random start.
 
-FGSM-XAI settings (REFERENCE.md): eps = 0.025 (paper); the authors' notebooks use eps = 0.005,
+FGSM-XAI settings (docs/settings.md): eps = 0.025 (paper); the authors' notebooks use eps = 0.005,
 step 1/255 and 10 iterations. With eps = 0.025 and alpha = 1/255, 10 steps could move a pixel by
 up to 10/255 ~= 0.039 > eps, so the projection binds (with eps = 0.005 after the second step).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Attack, AttackBatch, Crafted, check_nonnegative, check_steps
+from xaisec.attacks.base import Attack, AttackBatch, Crafted, check_nonnegative, check_steps
 
 
 class BIM(Attack):

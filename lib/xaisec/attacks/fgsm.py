@@ -1,12 +1,12 @@
 """FGSM, the Fast Gradient Sign Method (Goodfellow et al. 2015).
 
-FGSM-XAI settings (REFERENCE.md): the paper uses eps = 2.5% (0.025, the default here).
+FGSM-XAI settings (docs/settings.md): the paper uses eps = 2.5% (0.025, the default here).
 """
 from __future__ import annotations
 
 from torch import nn
 
-from .base import Attack, AttackBatch, Crafted
+from xaisec.attacks.base import Attack, AttackBatch, Crafted
 
 
 class FGSM(Attack):

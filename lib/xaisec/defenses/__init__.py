@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # never executed; also tells the code hash (xaisec.workflow.codehash) which
     # submodules the lazy import paths below reach
-    from . import input, model, training  # noqa: F401
+    from xaisec.defenses import input, model, training  # noqa: F401
 
 #: the kinds of defense, in the order they act: on the model, on its inputs, on its training
 KINDS = ("model", "input", "training")

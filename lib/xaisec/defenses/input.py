@@ -70,7 +70,7 @@ class InputDefense(nn.Module):
 
     def __init__(self, name: str, **settings):
         super().__init__()
-        from . import spec  # the registry; resolving it here keeps names defined once
+        from xaisec.defenses import spec  # the registry; resolving it here keeps names defined once
 
         s = spec(name)
         if s.kind != "input":

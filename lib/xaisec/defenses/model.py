@@ -1,7 +1,7 @@
 """Model transforms: evaluation-time normalisation defenses against explanation-aware backdoors.
 
 Two variants of the CFN defense, because the CFN paper's text and its authors' evaluation code
-differ (REFERENCE.md, CFN section):
+differ (docs/settings.md, CFN section):
 
 * ``cfn`` (the paper's text, default): every ``BatchNorm2d`` becomes Channel-wise Feature
   Normalization, ``(x - mean) / sqrt(var + eps)`` with the mean and *biased* variance over

@@ -8,7 +8,7 @@
     maps = expl(x)                                           # the maps only
     res = explain_batches(expl, x, batch_size=64, device="cuda", out_device="cpu")
 
-``target`` is ``None`` (the predicted, argmax, class: REFERENCE.md, "explained class"), an
+``target`` is ``None`` (the predicted, argmax, class: docs/settings.md, "explained class"), an
 int, or a LongTensor (N,). The device comes from the inputs; the model's train/eval mode is
 never changed (BatchNorm in train mode or the CFN defense couple the samples of a batch; the
 maps are then the gradients of the *sum* of the target logits, as in Captum).
@@ -42,18 +42,18 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import ChunkedExplainer, Explainer, Explanation, resolve_target, seeded
-from .cam import CAM, GradCAM
-from .deepliftshap import DeepLiftShap
-from .gradient import Gradient
-from .hooks import capture, default_layer, get_module
-from .integrated_gradients import IntegratedGradients
-from .lime import Lime, slic_segments
-from .loop import explain_batches, iter_explanations
-from .normalize import minmax, normalize_max, normalize_zscore_channelmax
-from .relevancecam import RelevanceCAM
-from .saliency import Saliency, SmoothGrad
-from .smooth_relu import SmoothReLU, smooth_relu, use_smooth_relu
+from xaisec.explainers.base import ChunkedExplainer, Explainer, Explanation, resolve_target, seeded
+from xaisec.explainers.cam import CAM, GradCAM
+from xaisec.explainers.deepliftshap import DeepLiftShap
+from xaisec.explainers.gradient import Gradient
+from xaisec.explainers.hooks import capture, default_layer, get_module
+from xaisec.explainers.integrated_gradients import IntegratedGradients
+from xaisec.explainers.lime import Lime, slic_segments
+from xaisec.explainers.loop import explain_batches, iter_explanations
+from xaisec.metrics.maps import minmax, normalize_max, normalize_zscore_channelmax
+from xaisec.explainers.relevancecam import RelevanceCAM
+from xaisec.explainers.saliency import Saliency, SmoothGrad
+from xaisec.models.activations import SmoothReLU, smooth_relu, use_smooth_relu
 
 __all__ = [
     "CAM",

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Explainer, Explanation, resolve_target, target_score
-from .hooks import capture, default_layer, get_module, recorded, upsample
-from .normalize import minmax
+from xaisec.explainers.base import Explainer, Explanation, resolve_target, target_score
+from xaisec.explainers.hooks import capture, default_layer, get_module, recorded, upsample
+from xaisec.metrics.maps import minmax
 
 __all__ = ["CAM", "GradCAM"]
 
@@ -24,7 +24,7 @@ class GradCAM(Explainer):
     """Grad-CAM (Selvaraju et al. 2017), shape (N, 1, H, W), raw (not normalised).
 
     ``A`` = output of ``layer`` (default ResNet-20 ``layer3.2.bn2``: 64x8x8, the last block's
-    second BatchNorm, before the residual add and the ReLU; REFERENCE.md, CFN), ``a_k =
+    second BatchNorm, before the residual add and the ReLU; docs/settings.md, CFN), ``a_k =
     mean_hw d logit_t / d A_k``, map = ReLU(sum_k a_k A_k), bilinearly upsampled
     (``align_corners=False``) to the input size (``upsample=False`` keeps the layer's size).
     With ``create_graph=True`` the channel weights stay in the graph (second order).
@@ -74,7 +74,7 @@ class GradCAM(Explainer):
 
 
 class CAM(Explainer):
-    """Class activation map (Zhou et al. 2016) as used by ADV2/AdvEdge (REFERENCE.md,
+    """Class activation map (Zhou et al. 2016) as used by ADV2/AdvEdge (docs/settings.md,
     AdvEdge, "CAM attack"), shape (N, 1, H, W).
 
     map = sum_k W_{t,k} F_k with ``W`` the final linear layer's weights and ``F`` the last

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import ChunkedExplainer
+from xaisec.explainers.base import ChunkedExplainer
 
 __all__ = ["DeepLiftShap"]
 

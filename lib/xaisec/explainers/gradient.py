@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Explainer, Explanation, resolve_target, target_score
-from .hooks import capture, get_module, recorded
+from xaisec.explainers.base import Explainer, Explanation, resolve_target, target_score
+from xaisec.explainers.hooks import capture, get_module, recorded
 
 __all__ = ["Gradient"]
 
@@ -13,7 +13,7 @@ __all__ = ["Gradient"]
 class Gradient(Explainer):
     """Grad: ``|d logit_t / d x_norm|``, shape (N, 3, H, W).
 
-    CFN paper's code (REFERENCE.md, CFN, "Grad"): the absolute gradient w.r.t. the
+    CFN paper's code (docs/settings.md, CFN, "Grad"): the absolute gradient w.r.t. the
     *normalised* input ``x_norm = (x - mean) / std``, read directly as the gradient w.r.t. the
     output of ``model.normalize`` (a forward hook), which equals ``std * d logit / d x`` per
     channel. ``wrt="input"`` gives ``|d logit_t / d x|`` w.r.t. the [0, 1] input instead (the
@@ -21,7 +21,7 @@ class Gradient(Explainer):
 
     Differentiable: with ``create_graph=True`` the map is a first derivative kept in the graph,
     so a loss on it needs second derivatives of the activations, which are zero for ReLU
-    (fine-tuning swaps in Softplus, :func:`xaisec.models.set_activation`; AdvEdge uses
+    (fine-tuning swaps in Softplus, :func:`xaisec.models.classifiers.set_activation`; AdvEdge uses
     :class:`~xaisec.explainers.SmoothReLU`).
     """
 

@@ -85,7 +85,7 @@ def default_layer(model: nn.Module, kind: str) -> str:
     """Default module name per architecture.
 
     ``gradcam`` (Grad-CAM and Relevance-CAM): ResNet-20 ``layer3.2.bn2`` (last block's second
-    BatchNorm, before the residual add and the ReLU; REFERENCE.md, CFN); VGG-13 the last
+    BatchNorm, before the residual add and the ReLU; docs/settings.md, CFN); VGG-13 the last
     normalisation module before the final max-pool. ``cam``: the last conv block's output,
     ResNet-20 ``layer3`` (post-ReLU, the input of the global average pool); VGG-13 the last
     activation before the final max-pool. ``classifier``: the final linear layer.

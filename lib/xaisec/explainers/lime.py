@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .base import Explainer, Explanation, resolve_target, seeded
+from xaisec.explainers.base import Explainer, Explanation, resolve_target, seeded
 
 __all__ = ["Lime", "slic_segments"]
 

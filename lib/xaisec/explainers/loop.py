@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import Tensor
 
-from .base import Explainer, Explanation
+from xaisec.explainers.base import Explainer, Explanation
 
 __all__ = ["explain_batches", "iter_explanations"]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Explainer, Explanation, resolve_target
-from .hooks import capture, default_layer, get_module, recorded, upsample
+from xaisec.explainers.base import Explainer, Explanation, resolve_target
+from xaisec.explainers.hooks import capture, default_layer, get_module, recorded, upsample
 
 __all__ = ["RelevanceCAM"]
 
 
 class RelevanceCAM(Explainer):
     """Relevance-CAM (Lee et al., "Relevance-CAM: Your Model Already Knows Where to Look",
-    CVPR 2021) as the CFN paper's attacks compute it (REFERENCE.md, CFN, "Relevance-CAM"):
+    CVPR 2021) as the CFN paper's attacks compute it (docs/settings.md, CFN, "Relevance-CAM"):
     relevance propagated through the final linear layer and the average pool only.
     Shape (N, 1, H, W).
 

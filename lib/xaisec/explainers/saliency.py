@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import ChunkedExplainer, Explanation, resolve_target, seeded, split_target
+from xaisec.explainers.base import ChunkedExplainer, Explanation, resolve_target, seeded, split_target
 
 __all__ = ["Saliency", "SmoothGrad"]
 

@@ -14,7 +14,7 @@ import hashlib
 import os
 import stat
 
-from ..catalog import IMAGENET_ARCHS, model_info
+from xaisec.catalog import IMAGENET_ARCHS, model_info
 
 
 class PlanError(ValueError):

@@ -8,8 +8,8 @@ and appendix (docs/settings.md lists each setting).
 """
 from __future__ import annotations
 
-from ...catalog import CFN_ATTACKS, CFN_EXPLAINERS, CFN_LOSSES
-from ...workflow.plan import Plan, needs, pick
+from xaisec.catalog import CFN_ATTACKS, CFN_LOSSES
+from xaisec.workflow.plan import Plan, needs, pick
 
 #: Tables 1-4: (config key of the data set, attacks, losses, laid out by attack?)
 TABLES = {

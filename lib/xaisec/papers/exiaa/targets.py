@@ -1,7 +1,7 @@
 """EXIAA paper: runs, inputs and targets (torch-free; read at planning time)."""
 from __future__ import annotations
 
-from ...workflow.plan import Plan, pick
+from xaisec.workflow.plan import Plan, pick
 
 #: table -> explainer (Table 1: DeepLIFT SHAP; B.1-B.3: Saliency, IG, DeepLIFT SHAP)
 TABLES = {"1": "deepliftshap", "B1": "saliency", "B2": "ig", "B3": "deepliftshap"}

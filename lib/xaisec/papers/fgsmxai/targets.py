@@ -1,8 +1,8 @@
 """FGSM-XAI paper: runs, inputs and targets (torch-free; read at planning time)."""
 from __future__ import annotations
 
-from ...catalog import MASKED_DATASETS
-from ...workflow.plan import Plan, pick
+from xaisec.catalog import MASKED_DATASETS
+from xaisec.workflow.plan import Plan, pick
 
 VARIANTS = ("clean", "fgsm", "bim")
 #: explainer -> the fgsmxai keys only that explainer reads

@@ -1,7 +1,7 @@
 """Explanation-aware backdoors (Noppel et al., S&P 2023), as attacked in the CFN paper.
 
 Three fine-tuning attacks (CFN paper, Section 2.2), with settings from the attack authors'
-code (REFERENCE.md, CFN section):
+code (docs/settings.md, CFN section):
 
 * ``sf`` Simple Fooling: triggered inputs keep their label but get the target explanation;
 * ``rh`` Red Herring: triggered inputs get the target label *and* the target explanation;
@@ -28,12 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import io
-from .explainers import explain_batches as _explain_batches
-from .explainers import explainer_kwargs as _explainer_kwargs
-from .explainers import make_explainer, minmax, normalize_max, normalize_zscore_channelmax
-from .models import set_activation
-from .train import nhwc_to_tensor, random_subset, to_float
+from xaisec import io
+from xaisec.explainers import explain_batches as _explain_batches
+from xaisec.explainers import explainer_kwargs as _explainer_kwargs
+from xaisec.attacks.trigger import TARGET_MAPS, apply_trigger, target_explanation
+from xaisec.explainers import make_explainer
+from xaisec.metrics.maps import explanation_loss, zscore_channelmax
+from xaisec.models.classifiers import set_activation
+from xaisec.tensors import nhwc_to_tensor, random_subset, to_float
 
 ATTACKS = ("sf", "rh", "fd")
 #: what the attacker fine-tunes (CFN paper, Section 6, Table 6): ``all`` weights incl. the
@@ -42,96 +44,12 @@ TRAINABLE = ("all", "core")
 #: the normalisation the attacker fine-tunes with: the model's own BatchNorm (C1, C3) or CFN
 #: in its place (C5)
 FINETUNE_NORMS = ("bn", "cfn")
-LOSSES = ("mse", "dssim")
-TARGET_MAPS = ("square", "inverted", "random")
-
-#: 4x4 trigger: a 2x2 white centre with a 1-px black border (REFERENCE.md, CFN).
-TRIGGER_PATCH = torch.tensor([[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]],
-                             dtype=torch.float32)
-
-#: Seeds of the random 8x8 target maps in the attack authors' code (REFERENCE.md, CFN).
-RANDOM_TARGET_SEEDS = {"gradcam": 123, "relevancecam": 234, "grad": 456}
-
-
-# ---------------------------------------------------------------- trigger and targets
-
-def apply_trigger(x: torch.Tensor, row: int = 27, col: int = 27, opacity: float = 1.0
-                  ) -> torch.Tensor:
-    """Paste the 4x4 trigger at (row, col) (top-left corner) of float images in [0, 1]."""
-    out = x.clone()
-    p = TRIGGER_PATCH.to(x.device, x.dtype)
-    h, w = p.shape
-    region = out[..., row:row + h, col:col + w]
-    if region.shape[-2:] != p.shape:
-        raise ValueError(f"trigger at ({row}, {col}) does not fit a {tuple(x.shape[-2:])} image")
-    out[..., row:row + h, col:col + w] = (1 - opacity) * region + opacity * p
-    return out
-
-
-def square_target(size: int = 32, lo: int = 4, hi: int = 28, thickness: int = 4) -> torch.Tensor:
-    """Hollow square outline spanning rows/columns lo..hi (inclusive), ``thickness`` px wide."""
-    z = torch.zeros(size, size)
-    z[lo:hi + 1, lo:hi + 1] = 1
-    z[lo + thickness:hi + 1 - thickness, lo + thickness:hi + 1 - thickness] = 0
-    return z
-
-
-def target_explanation(kind: str = "square", explainer: str = "gradcam", size: int = 32,
-                       seed: int | None = None) -> torch.Tensor:
-    """The target explanation of SF and RH as a (1, 1, size, size) map.
-
-    ``square`` (default), ``inverted`` (1 - square) or ``random`` (a uniform 8x8 map upsampled
-    bilinearly, seeded per explainer as in the attack authors' code).
-    """
-    if kind == "square":
-        z = square_target(size)
-    elif kind == "inverted":
-        z = 1 - square_target(size)
-    elif kind == "random":
-        g = torch.Generator().manual_seed(seed if seed is not None else RANDOM_TARGET_SEEDS[explainer])
-        z = F.interpolate(torch.rand(1, 1, 8, 8, generator=g), size=(size, size),
-                          mode="bilinear", align_corners=False)[0, 0]
-    else:
-        raise ValueError(f"unknown target explanation {kind!r}; known: {', '.join(TARGET_MAPS)}")
-    return z.view(1, 1, size, size)
-
-
-# ---------------------------------------------------------------- normalisation and losses
-
-def zscore_channelmax(maps: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per sample and channel z-score over HxW (variance + eps, torch.var's unbiased estimate
-    as in the attack authors' code), then max over channels: the training loss's
-    normalisation."""
-    return normalize_zscore_channelmax(maps, eps=eps, unbiased=True)
-
-
-max_normalize = normalize_max
-
-
-def mse_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return ((a - b) ** 2).flatten(1).mean(1)
-
-
-def dssim_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(1 - SSIM) / 2 of min-max scaled maps, data_range 1 (pytorch-msssim, 11x11 window)."""
-    from pytorch_msssim import ssim
-
-    return (1 - ssim(minmax(a), minmax(b), data_range=1.0, size_average=False)) / 2
-
-
-def explanation_loss(kind: str):
-    if kind == "mse":
-        return mse_per_sample
-    if kind == "dssim":
-        return dssim_per_sample
-    raise ValueError(f"unknown explanation loss {kind!r}; known: {', '.join(LOSSES)}")
-
 
 # ---------------------------------------------------------------- fine-tuning
 
 @dataclass
 class FinetuneConfig:
-    """Backdoor fine-tuning (attack authors' code, REFERENCE.md, CFN section)."""
+    """Backdoor fine-tuning (attack authors' code, docs/settings.md, CFN section)."""
 
     attack: str = "rh"
     explainer: str = "gradcam"
@@ -357,7 +275,7 @@ def finetune(original: nn.Module, train_x: np.ndarray, train_y: np.ndarray, val_
     target_norm = zscore_channelmax(target_explanation(cfg.target_map, cfg.explainer, size))
 
     if cfg.norm == "cfn":
-        from .defenses import apply_model_defense as apply_defense
+        from xaisec.defenses import apply_model_defense as apply_defense
 
         if not any(isinstance(m, _BN_TYPES) for m in original.modules()):
             raise ValueError("norm='cfn' needs a model with BatchNorm layers to replace")

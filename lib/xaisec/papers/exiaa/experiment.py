@@ -16,16 +16,18 @@ training split (``pool: train``). Figures 5 and A.1 use the first ``n_images`` o
 """
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import datasets, io
-from .evaluate import eval_indices
-from .train import nhwc_to_tensor, predict, to_float
+from xaisec import io
+from xaisec.published import published as read_published
+
+from xaisec.data import datasets as datasets
+from xaisec.evaluate import eval_indices
+from xaisec.tensors import nhwc_to_tensor, predict, to_float
 
 EXPLAINERS = ("saliency", "ig", "deepliftshap")
 LABELS = {"saliency": "Saliency maps", "ig": "Integrated Gradients", "deepliftshap": "DeepLIFT SHAP"}
@@ -45,7 +47,7 @@ FIGURE_METRIC = {2: "explanation_change", 3: "ssim", 4: "confidence_change"}
 def build_explainer(name: str, model: torch.nn.Module, settings: dict):
     """Saliency, IntegratedGradients or DeepLiftShap (Captum) with the config's settings
     (:func:`xaisec.explainers.explainer_kwargs` of the ``exiaa`` section)."""
-    from .explainers import explainer_from_settings
+    from xaisec.explainers import explainer_from_settings
 
     if name not in EXPLAINERS:
         raise ValueError(f"unknown EXIAA explainer {name!r}; known: {', '.join(EXPLAINERS)}")
@@ -70,7 +72,7 @@ def run(model_path, data_dir, out_path, explainer: str, selection: str, settings
         device="cpu", meta: dict | None = None, progress: bool = True) -> dict:
     """One EXIAA grid: every evaluated image x attack image x alpha x top-k, attack and noise
     baseline. Writes one Parquet row per grid point; returns a small summary."""
-    from .exiaa import class_rankings, other_classes, run_grid, running_up, select_attack_images
+    from xaisec.attacks.exiaa import class_rankings, other_classes, run_grid, running_up, select_attack_images
 
     if selection not in SELECTIONS:
         raise ValueError(f"unknown EXIAA selection {selection!r}; known: {', '.join(SELECTIONS)}")
@@ -131,8 +133,8 @@ def _read(paths) -> pd.DataFrame:
 
 
 def published() -> pd.DataFrame:
-    with resources.files("xaisec").joinpath("resources/exiaa_published.csv").open() as f:
-        return pd.read_csv(f)
+    """The paper's published values (``resources/exiaa_published.csv``)."""
+    return read_published("exiaa_published")
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -221,7 +223,7 @@ def figure(paths, number, paths_out, solid_label: str = "", dotted_label: str = 
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .report import save_figure
+    from xaisec.report import save_figure
 
     raw = _read(paths)
     if number == 5:  # compare on the same images: those of the `others` grid

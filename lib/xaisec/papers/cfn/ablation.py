@@ -7,11 +7,11 @@ and explanations depend on the evaluation batch size. The paper measures this "o
 the defense and of the original model (Figure 9).
 
 Every batch size sees the same evaluation images (drawn once, seeded, by
-:func:`xaisec.explain_cache.explain_dataset`), batched all-clean or all-triggered
+:func:`xaisec.papers.cfn.caches.explain_dataset`), batched all-clean or all-triggered
 (``separate``, the CFN authors' evaluation); only the grouping into batches changes. The
 explanation error of a mode is computed against the original model's map of the same
 (triggered or clean) input, each map channel-max aggregated and divided by its own maximum
-(``max``, as :func:`xaisec.cfn_eval.compare` reports it).
+(``max``, as :func:`xaisec.papers.cfn.evaluation.compare` reports it).
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .cfn_eval import compare, summarize
-from .explain_cache import explain_dataset
+from xaisec.papers.cfn.evaluation import compare, summarize
+from xaisec.papers.cfn.caches import explain_dataset
 
 #: mode label -> (model, defense); "original" is the unattacked model with its own BatchNorm
 MODES = {

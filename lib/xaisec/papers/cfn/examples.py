@@ -16,7 +16,7 @@ Batch statistics: the original and the manipulated model run with their own Batc
 mode, which does not depend on the batch. The defense (CFN, or ``batchstat``) normalises with
 the statistics of the current batch, so the defended model explains the shown triggered images
 *together with* ``context_x`` (more images, triggered like the shown ones: the evaluation's
-all-triggered batches, :func:`xaisec.explain_cache.batch_plan` ``separate``) in one batch.
+all-triggered batches, :func:`xaisec.papers.cfn.caches.batch_plan` ``separate``) in one batch.
 Without ``context_x`` the batch holds only the few shown images, whose statistics are far
 noisier than those of an evaluation batch; pass e.g. 96 random test images to match an
 evaluation batch of 100.
@@ -31,10 +31,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .backdoor import apply_trigger
-from .defenses import apply_model_defense, names as defense_names
-from .explainers import capture, default_layer, make_explainer, normalize_max
-from .train import nhwc_to_tensor, to_float
+from xaisec.attacks.trigger import apply_trigger
+from xaisec.defenses import apply_model_defense, names as defense_names
+from xaisec.explainers import capture, default_layer, make_explainer, normalize_max
+from xaisec.tensors import nhwc_to_tensor, to_float
 
 XAI_TITLES = {"grad": "Grad", "gradcam": "Grad-CAM", "relevancecam": "Rel-CAM", "cam": "CAM"}
 PANELS = ("original_clean", "attacked_clean", "attacked_triggered", "defended_triggered")
@@ -169,7 +169,7 @@ def example_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Modul
     ``explainer``: a name for :func:`xaisec.explainers.make_explainer` (with
     ``explainer_kwargs``); ``defense``: a model defense (:func:`xaisec.defenses.names`) applied
     to the manipulated model in the last column; ``trigger``: kwargs of
-    :func:`xaisec.backdoor.apply_trigger`; ``context_x``: uint8 (m, H, W, 3) images explained
+    :func:`xaisec.attacks.trigger.apply_trigger`; ``context_x``: uint8 (m, H, W, 3) images explained
     in the same (triggered) batch as the shown ones by the defended model only (module
     docstring).
 
@@ -187,7 +187,7 @@ def stack_examples(blocks: list, class_names, paths=(), labels=None, title: str 
     ``labels`` naming each), saved to ``paths`` (nothing written if empty)."""
     from matplotlib import pyplot as plt
 
-    from .report import save_figure
+    from xaisec.report import save_figure
 
     rows = sum(len(b["x"]) for b in blocks)
     fig, axes = plt.subplots(rows, 6, figsize=(1.9 * 6, 2.3 * rows + 0.6), squeeze=False)
@@ -236,7 +236,7 @@ def activation_grid(original_model: torch.nn.Module, attacked_model: torch.nn.Mo
     """
     from matplotlib import pyplot as plt
 
-    from .report import save_figure
+    from xaisec.report import save_figure
 
     x_np, y, context_x = _check_inputs(x_uint8, y, defense, context_x)
     layer = layer or default_layer(attacked_model, "gradcam")

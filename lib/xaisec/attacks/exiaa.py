@@ -462,7 +462,7 @@ def run_grid(
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .explainers import explain_batches
+    from xaisec.explainers import explain_batches
 
     if explain_target not in ("corrupted", "original"):
         raise ValueError("explain_target must be 'corrupted' or 'original'")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .backdoor import apply_trigger
-from .cache import ExplanationSet
-from .defenses import apply_model_defense
-from .evaluate import drop_last_partial, eval_indices
-from .explainers import iter_explanations, make_explainer
-from .train import nhwc_to_tensor, to_float
+from xaisec.attacks.trigger import apply_trigger
+from xaisec.cache import ExplanationSet
+from xaisec.defenses import apply_model_defense
+from xaisec.evaluate import drop_last_partial, eval_indices
+from xaisec.explainers import iter_explanations, make_explainer
+from xaisec.tensors import nhwc_to_tensor, to_float
 
 VARIANTS = ("clean", "triggered")
 

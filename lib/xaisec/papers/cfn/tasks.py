@@ -1,101 +1,13 @@
-"""One function per workflow step; ``scripts/<rule>.py`` call exactly one of these."""
+"""CFN paper: one function per workflow step (backdoor fine-tuning, explanation caches, their
+evaluation, the batch-size ablation, the example figures); ``scripts/<rule>.py`` call one."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import datasets, io
-from .evaluate import accuracy_under_defenses
-from .models import ModelSpec, build_model
-from .train import TrainConfig, fit
+from xaisec import io
+from xaisec.data import datasets
+from xaisec.papers.cfn.targets import SCENARIOS
 
-
-def fetch_data(dataset: str, raw_dir, record_path, source=None, checksum=None) -> dict:
-    """Download (or take from ``source``) and extract ``dataset``; record where its tree is."""
-    root = datasets.fetch(dataset, raw_dir, source=source, checksum=checksum)
-    rec = {"dataset": dataset, "root": str(Path(root).resolve()),
-           "source": source or "official download", "checksum": checksum}
-    io.write_json(record_path, rec)
-    return rec
-
-
-def prepare_data(dataset: str, out_dir, record_path=None, image_size: int = 32,
-                 shapes: dict | None = None) -> dict:
-    """Write the canonical compact form (train.npz, test.npz, manifest.json) of ``dataset``."""
-    if dataset == "imagenet":
-        from .imagenet import INPUT_SIZE
-
-        root = io.read_json(record_path)["root"]
-        return datasets.prepare("imagenet", out_dir, raw_root=root, image_size=INPUT_SIZE)
-    if dataset == "shapes":
-        shapes = shapes or {}
-        return datasets.prepare("shapes", out_dir, image_size=image_size,
-                                seed=shapes.get("seed", 0),
-                                shapes_train=shapes.get("n_train", 10000),
-                                shapes_test=shapes.get("n_test", 2000))
-    root = io.read_json(record_path)["root"]
-    return datasets.prepare(dataset, out_dir, raw_root=root, image_size=image_size)
-
-
-def model_spec(model_cfg: dict, num_classes: int) -> ModelSpec:
-    return ModelSpec(arch=model_cfg["arch"], num_classes=num_classes,
-                     variant=model_cfg.get("variant", "bn"),
-                     activation=model_cfg.get("activation", "relu"),
-                     beta=model_cfg.get("beta", 5.0))
-
-
-def pretrained_model(arch: str, weights, out_dir, provenance: dict | None = None,
-                     meta: dict | None = None) -> dict:
-    """Write a pretrained ImageNet network (torchvision weights name, e.g. ``IMAGENET1K_V1``,
-    or a local state-dict file; ``"random"``: random initialisation, for tests) as this
-    project's checkpoint (model.pt + model.json), in place of clean training."""
-    from .imagenet import build_imagenet_model
-
-    out_dir = Path(out_dir)
-    model = build_imagenet_model(arch, None if weights == "random" else weights)
-    model.spec = ModelSpec(arch=arch, num_classes=1000)
-    info = {**(meta or {}), "arch": arch, "weights": str(weights),
-            "loaded": getattr(model, "weights", None)}
-    io.save_model(model, out_dir / "model.pt", info)
-    if provenance is not None:
-        io.write_json(out_dir / "provenance.json", provenance)
-    return info
-
-
-def train_clean(data_dir, out_dir, model_cfg: dict, train_cfg: dict, seed: int, device="cpu",
-                provenance: dict | None = None, meta: dict | None = None) -> dict:
-    """Train one clean model; writes model.pt, model.json, metrics.csv and provenance.json."""
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    manifest = datasets.load_manifest(data_dir)
-    train = datasets.load_split(data_dir / "train.npz")
-    test = datasets.load_split(data_dir / "test.npz")
-    spec = model_spec(model_cfg, len(manifest["class_names"]))
-    io.seed_everything(seed)
-    model = build_model(spec)
-    info = fit(model, train.x, train.y, test.x, test.y, TrainConfig(**train_cfg), out_dir, seed,
-               device=device, meta={**(meta or {}), "dataset": manifest["dataset"]})
-    if provenance is not None:
-        io.write_json(out_dir / "provenance.json", provenance)
-    return info
-
-
-def evaluate_clean(model_path, data_dir, out_path, evaluation: dict, device="cpu",
-                   meta: dict | None = None) -> dict:
-    """Clean test accuracy of one model with its own BatchNorm and with each defense."""
-    model, model_meta = io.load_model(model_path, device)
-    test = datasets.load_split(Path(data_dir) / "test.npz")
-    res = accuracy_under_defenses(model, test.x, test.y, defenses=evaluation["defenses"],
-                                  batch_size=evaluation["batch_size"],
-                                  n_samples=evaluation["n_samples"], seed=evaluation["seed"],
-                                  device=device)
-    rec = {**(meta or {}), **res, "model_path": str(model_path),
-           "train_seconds": model_meta.get("train_seconds"),
-           "epochs": model_meta.get("train", {}).get("epochs"),
-           "model_fingerprint": model_meta.get("fingerprint")}
-    io.write_json(out_path, rec)
-    return rec
-
-
-# ---------------------------------------------------------------- CFN: backdoors and caches
 
 def finetune_backdoor(clean_model_path, data_dir, out_dir, attack: str, explainer: str,
                       loss: str, finetune_cfg: dict, hyper: dict, seed: int, device="cpu",
@@ -106,7 +18,7 @@ def finetune_backdoor(clean_model_path, data_dir, out_dir, attack: str, explaine
     ``scenario``: None/"c1" (all weights, BatchNorm), "c3" (core weights only) or "c5" (CFN in
     place of BatchNorm while fine-tuning), the CFN paper's Table 6."""
     finetune_cfg = {**finetune_cfg, **SCENARIOS[scenario or "c1"]}
-    from .backdoor import FinetuneConfig, finetune
+    from xaisec.attacks.backdoor import FinetuneConfig, finetune
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     original, orig_meta = io.load_model(clean_model_path, device)
@@ -125,15 +37,11 @@ def finetune_backdoor(clean_model_path, data_dir, out_dir, attack: str, explaine
     return info
 
 
-#: attacker scenarios of the CFN paper's Table 6 as fine-tuning settings
-SCENARIOS = {"c1": {}, "c3": {"trainable": "core"}, "c5": {"norm": "cfn"}}
-
-
 def batchsize_ablation(original_path, attacked_path, data_dir, out_csv, settings: dict,
                        evaluation: dict, trigger: dict, target_label: int, xai: dict | None,
                        device="cpu") -> None:
     """CFN Figures 8-9: the attacked model (and the original) evaluated at every batch size."""
-    from .cfn_ablation import batch_size_ablation
+    from xaisec.papers.cfn.ablation import batch_size_ablation
 
     original, _ = io.load_model(original_path, device)
     attacked, _ = io.load_model(attacked_path, device)
@@ -155,7 +63,7 @@ def example_figure(number: int, spec: dict, data_dir, original_path, attacked_pa
     Figure 4 (``spec["kind"] == "activations"``): the final layer's activation, BN vs CFN."""
     import numpy as np
 
-    from .cfn_examples import activation_grid, example_panels, stack_examples
+    from xaisec.papers.cfn.examples import activation_grid, example_panels, stack_examples
 
     test = datasets.load_split(Path(data_dir) / "test.npz")
     names = datasets.load_manifest(data_dir)["class_names"]
@@ -185,7 +93,7 @@ def example_figure(number: int, spec: dict, data_dir, original_path, attacked_pa
 def explainer_kwargs(explainer: str, xai: dict | None) -> dict:
     """Explainer settings from the config's ``xai`` section
     (:func:`xaisec.explainers.explainer_kwargs`)."""
-    from .explainers import explainer_kwargs as from_settings
+    from xaisec.explainers import explainer_kwargs as from_settings
 
     return from_settings(explainer, xai)
 
@@ -195,8 +103,8 @@ def explain_to_cache(model_path, data_dir, out_paths: dict, explainer: str, defe
                      xai: dict | None = None) -> None:
     """Explain one model under one defense on clean and triggered evaluation images and write
     one Parquet file per input variant (``out_paths``: {"clean": path, "triggered": path})."""
-    from .cache import write_explanations
-    from .explain_cache import explain_dataset
+    from xaisec.cache import write_explanations
+    from xaisec.papers.cfn.caches import explain_dataset
 
     model, model_meta = io.load_model(model_path, device)
     test = datasets.load_split(Path(data_dir) / "test.npz")
@@ -219,8 +127,8 @@ def evaluate_backdoor(original_paths: dict, attacked_paths: dict, out_summary, o
     ``original_paths``: {variant: parquet}; ``attacked_paths``: {defense: {variant: parquet}}.
     Writes the per-sample comparison (Parquet) and its summary (JSON).
     """
-    from .cache import read_explanations
-    from .cfn_eval import compare, summarize
+    from xaisec.cache import read_explanations
+    from xaisec.papers.cfn.evaluation import compare, summarize
 
     original = {v: read_explanations(p) for v, p in original_paths.items()}
     attacked = {d: {v: read_explanations(p) for v, p in vs.items()}

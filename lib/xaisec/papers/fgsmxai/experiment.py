@@ -12,11 +12,10 @@ Pipeline (one function per workflow rule):
    the tables (:func:`write_iou_rmse_table`, :func:`write_accuracy_table`) and the example
    figures (:func:`example_figure`) only read what these rules wrote.
 
-Settings (REFERENCE.md, FGSM-XAI) live in the config's ``fgsmxai`` section.
+Settings (docs/settings.md, FGSM-XAI) live in the config's ``fgsmxai`` section.
 """
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import datasets, io
-from .attacks import make_attack
-from .cache import ExplanationSet, read_explanations, write_explanations
-from .evaluate import eval_indices
-from .explainers import explain_batches
-from .localization import aggregate, binarize_top, iou, minmax, rmse
-from .train import nhwc_to_tensor, predict, to_float
+from xaisec import io
+from xaisec.published import published as read_published
+
+from xaisec.data import datasets as datasets
+from xaisec.attacks import make_attack
+from xaisec.cache import ExplanationSet, read_explanations, write_explanations
+from xaisec.evaluate import eval_indices
+from xaisec.explainers import explain_batches
+from xaisec.metrics.localization import aggregate, binarize_top, iou, minmax, rmse
+from xaisec.tensors import nhwc_to_tensor, predict, to_float
 
 VARIANTS = ("clean", "fgsm", "bim")
 METHODS = ("smoothgrad", "gradcam", "lime")  # the paper's column order
@@ -116,7 +118,7 @@ def build_explainer(method: str, model: torch.nn.Module, settings: dict):
     last conv layer (``gradcam_layer``; null: the architecture's last conv block, or an ImageNet
     model's ``gradcam_layer``), SmoothGrad (Captum NoiseTunnel) and LIME (Captum, SLIC
     superpixels)."""
-    from .explainers import explainer_from_settings
+    from xaisec.explainers import explainer_from_settings
 
     if method not in METHODS:
         raise ValueError(f"unknown FGSM-XAI explainer {method!r}; known: {', '.join(METHODS)}")
@@ -191,8 +193,8 @@ def score(cache_paths: dict, inputs_path, data_dir, top_fraction: float) -> pd.D
 
 
 def published() -> pd.DataFrame:
-    with resources.files("xaisec").joinpath("resources/fgsmxai_published.csv").open() as f:
-        return pd.read_csv(f)
+    """The paper's published values (``resources/fgsmxai_published.csv``)."""
+    return read_published("fgsmxai_published")
 
 
 def _fmt_pct(v) -> str:
@@ -207,7 +209,7 @@ def write_iou_rmse_table(runs: list[dict], metric: str, number: int, csv_path, m
 
     ``runs``: [{"dataset", "model", "seed", "inputs", "data_dir", "caches": {(variant, method):
     path}}]."""
-    from .report import write_table
+    from xaisec.report import write_table
 
     pub = published()
     pub = pub[pub["table"] == f"Table {number}"]
@@ -259,7 +261,7 @@ def write_iou_rmse_table(runs: list[dict], metric: str, number: int, csv_path, m
 def write_accuracy_table(records: list[dict], csv_path, md_path) -> pd.DataFrame:
     """Accuracy without attack, under FGSM and under BIM, next to the paper's 89.94 / 58.73 /
     45.50% (EfficientNetV2-B0 on 189 ImageNet images)."""
-    from .report import write_table
+    from xaisec.report import write_table
 
     pub = published()
     pub = pub[pub["table"] == "Section 5"].set_index("row")["value"]
@@ -294,7 +296,7 @@ def example_figure(number: int, runs: list[dict], settings: dict, paths) -> None
     same as 6 for the FGSM and the BIM images."""
     import matplotlib.pyplot as plt
 
-    from .report import save_figure
+    from xaisec.report import save_figure
 
     k = settings["n_examples"]
     variant = {6: "clean", 8: "fgsm", 9: "bim"}.get(number)

@@ -1,7 +1,7 @@
 """Evaluation of explanation-aware backdoors and the CFN defense from cached explanations.
 
 Per attacked model and defense, on clean and triggered inputs (CFN paper, Tables 1-4 and
-Figures 5-6; reporting as in the authors' 2023 evaluation code, REFERENCE.md):
+Figures 5-6; reporting as in the authors' 2023 evaluation code, docs/settings.md):
 
 * explanation error: MSE (or DSSIM, matching the attack's loss) between the manipulated
   model's map and the original model's map, both channel-max aggregated and divided by their
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .backdoor import explanation_loss, max_normalize, zscore_channelmax
-from .cache import ExplanationSet
-from .metrics import spearman_rows
+from xaisec.metrics.maps import explanation_loss, max_normalize, zscore_channelmax
+from xaisec.cache import ExplanationSet
+from xaisec.metrics.correlation import spearman_rows
 
 MODE_LABELS = {"none": "attack", "cfn": "defense (cfn)", "batchstat": "defense (batchstat)"}
 

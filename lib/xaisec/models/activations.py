@@ -5,7 +5,7 @@ map to the input, which needs second derivatives of the activations; ReLU's are 
 replace ReLU's backward by a smooth surrogate (:class:`SmoothReLU`, installed with
 :func:`use_smooth_relu`).
 
-This module imports nothing from :mod:`xaisec.models`, so ``models`` may import
+This module imports nothing from :mod:`xaisec.models.classifiers`, so ``models`` may import
 :class:`SmoothReLU` from the package without an import cycle.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["SmoothReLU", "smooth_relu", "use_smooth_relu"]
 
 class _SmoothReLUFunction(torch.autograd.Function):
     """relu(z) forward; backward ``g * h(z)`` with AdvEdge's smoothed derivative (eq. in
-    Section III-C of the AdvEdge paper; REFERENCE.md, AdvEdge, "ReLU smoothing")::
+    Section III-C of the AdvEdge paper; docs/settings.md, AdvEdge, "ReLU smoothing")::
 
         h(z) = 1 + z / sqrt(z^2 + tau)   for z <  0
         h(z) =     z / sqrt(z^2 + tau)   for z >= 0
@@ -52,7 +52,7 @@ class SmoothReLU(nn.Module):
 
     The forward value is exactly ``relu(z)``; only gradients differ (by at most
     ``tau / (2 z^2)`` away from 0), and second derivatives are non-zero, which the
-    interpretation-aware attacks on Grad need. ``tau`` = 1e-4 (REFERENCE.md, AdvEdge).
+    interpretation-aware attacks on Grad need. ``tau`` = 1e-4 (docs/settings.md, AdvEdge).
     """
 
     def __init__(self, tau: float = 1e-4):

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Input normalisation of the CFN paper's code for CIFAR-10 and GTSRB (REFERENCE.md, CFN).
+#: Input normalisation of the CFN paper's code for CIFAR-10 and GTSRB (docs/settings.md, CFN).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-from .catalog import ACTIVATIONS, ARCHS, CIFAR_ARCHS, IMAGENET_ARCHS, VARIANTS  # noqa: E402,F401
+from xaisec.catalog import ACTIVATIONS, ARCHS, CIFAR_ARCHS, IMAGENET_ARCHS, VARIANTS  # noqa: E402,F401
 
 
 @dataclass(frozen=True)
@@ -205,11 +205,11 @@ def build_model(spec: ModelSpec | None = None, **kwargs) -> nn.Module:
     """Build an untrained model from a :class:`ModelSpec` (or its fields as keywords).
 
     ImageNet architectures (:data:`IMAGENET_ARCHS`) are built by
-    :func:`xaisec.imagenet.build_imagenet_model` with random weights (a checkpoint then loads
-    into them); their pretrained weights come from :func:`xaisec.tasks.pretrained_model`."""
+    :func:`xaisec.models.imagenet.build_imagenet_model` with random weights (a checkpoint then loads
+    into them); their pretrained weights come from :func:`xaisec.workflow.tasks.pretrained_model`."""
     spec = spec or ModelSpec(**kwargs)
     if spec.arch in IMAGENET_ARCHS:
-        from .imagenet import build_imagenet_model
+        from xaisec.models.imagenet import build_imagenet_model
 
         model = build_imagenet_model(spec.arch, None)
         model.spec = spec
@@ -222,7 +222,7 @@ def build_model(spec: ModelSpec | None = None, **kwargs) -> nn.Module:
 def set_activation(model: nn.Module, kind: str, beta: float = 8.0) -> nn.Module:
     """Replace every activation module (ReLU, Softplus, SmoothReLU) of ``model`` in place
     (same names), return it."""
-    from .explainers import SmoothReLU
+    from xaisec.models.activations import SmoothReLU
 
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import io
+from xaisec import io
 
 
 class _Tee:
