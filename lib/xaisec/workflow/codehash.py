@@ -42,50 +42,105 @@ def _dotted(path: Path, root: Path = PACKAGE) -> str:
     return ".".join(parts)
 
 
-@functools.lru_cache(maxsize=None)
-def _imports(path: Path, root: Path = PACKAGE) -> frozenset[str]:
-    """Dotted names of the package modules ``path`` imports (candidates; unresolvable ones
-    such as ``from .x import some_function`` resolve to the module ``.x`` itself)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+ALL = None  # "every function of the module may run"
+
+
+def _resolve(node: ast.ImportFrom, path: Path, root: Path) -> str:
+    if not node.level:
+        return node.module or ""
     me = _dotted(path, root) if root.parent in path.parents else ""
-    is_pkg = path.name == "__init__.py"
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                pkg = me.split(".") if is_pkg else me.split(".")[:-1]
-                if node.level > 1:
-                    pkg = pkg[: len(pkg) - (node.level - 1)]
-                base = ".".join(pkg + ([node.module] if node.module else []))
+    pkg = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+    if node.level > 1:
+        pkg = pkg[: len(pkg) - (node.level - 1)]
+    return ".".join(pkg + ([node.module] if node.module else []))
+
+
+def _targets(node, path: Path, root: Path) -> list[tuple[str, frozenset | None]]:
+    """(module, names used from it or ALL) of one import statement, package modules only."""
+    out = []
+    if isinstance(node, ast.Import):
+        out = [(a.name, ALL) for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        base = _resolve(node, path, root)
+        names = set()
+        for a in node.names:
+            if a.name != "*" and _module_file(f"{base}.{a.name}", root) is not None:
+                out.append((f"{base}.{a.name}", ALL))  # a submodule: all of it
             else:
-                base = node.module or ""
-            out.add(base)
-            out.update(f"{base}.{a.name}" for a in node.names if a.name != "*")
-    return frozenset(m for m in out if m == PACKAGE_NAME or m.startswith(PACKAGE_NAME + "."))
+                names.add(a.name)
+        if names:
+            out.append((base, ALL if "*" in names else frozenset(names)))
+    return [(m, n) for m, n in out if m == PACKAGE_NAME or m.startswith(PACKAGE_NAME + ".")]
+
+
+@functools.lru_cache(maxsize=None)
+def _module_info(path: Path, root: Path = PACKAGE):
+    """(imports at module level, {top-level def or class: (its imports, the names it uses)},
+    the names module-level code uses)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    top, defs, used = [], {}, set()
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            imps, names = [], set()
+            for node in ast.walk(stmt):
+                imps += _targets(node, path, root)
+                if isinstance(node, ast.Name):
+                    names.add(node.id)
+            for dec in getattr(stmt, "decorator_list", []):  # decorators run at import time
+                used.update(n.id for n in ast.walk(dec) if isinstance(n, ast.Name))
+            defs[stmt.name] = (imps, names)
+        else:
+            for node in ast.walk(stmt):
+                top += _targets(node, path, root)
+                if isinstance(node, ast.Name):
+                    used.add(node.id)
+    return top, defs, used
+
+
+def _reached(path: Path, names, root: Path) -> list[tuple[str, frozenset | None]]:
+    """The imports that can run when ``names`` of the module at ``path`` are used (ALL: any
+    of it): its module-level imports, and those inside the functions and classes it uses,
+    following calls between them within the module."""
+    top, defs, used = _module_info(path, root)
+    want = set(defs) if names is ALL else (set(names) | used) & set(defs)
+    todo, done = list(want), set()
+    while todo:
+        d = todo.pop()
+        if d in done:
+            continue
+        done.add(d)
+        todo += [n for n in defs[d][1] if n in defs and n not in done]
+    return top + [imp for d in sorted(done) for imp in defs[d][0]]
 
 
 def import_closure(script: str | Path, root: Path = PACKAGE) -> list[Path]:
-    """Every file of the package that ``script`` reaches by imports, sorted, with the
-    ``__init__.py`` of each package on the way."""
-    seen: set[Path] = set()
-    todo = [Path(script).resolve()]
+    """Every file of the package that ``script`` can run, sorted, with the ``__init__.py`` of
+    each package on the way. A module imported whole counts with every function in it; for
+    ``from m import f`` only the imports at m's module level and those inside ``f`` (and the
+    functions of m that ``f`` uses) are followed, so a task module's lazy imports reach only
+    the rules that call that task."""
+    reached: dict[Path, set | None] = {}
+    todo: list[tuple[Path, frozenset | None]] = [(Path(script).resolve(), ALL)]
     first = True
     while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
+        p, names = todo.pop()
         if not first:
-            seen.add(p)
+            have = reached.get(p, set()) if p in reached else set()
+            if p in reached and (have is ALL or (names is not ALL and names <= have)):
+                continue
+            reached[p] = ALL if names is ALL or have is ALL else have | names
+            names = reached[p]
         first = False
-        for dotted in _imports(p, root):
+        for dotted, wanted in _reached(p, names, root):
             parts = dotted.split(".")
-            for i in range(1, len(parts) + 1):  # the package __init__ files on the way
-                f = _module_file(".".join(parts[:i]), root)
-                if f is not None and f not in seen:
-                    todo.append(f)
-    return sorted(seen)
+            for k in range(1, len(parts)):  # the package __init__ files on the way
+                f = _module_file(".".join(parts[:k]), root)
+                if f is not None:
+                    todo.append((f, frozenset()))
+            f = _module_file(dotted, root)
+            if f is not None:
+                todo.append((f, wanted))
+    return sorted(reached)
 
 
 def _resources(root: Path = PACKAGE) -> list[Path]:
