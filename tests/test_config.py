@@ -1,4 +1,7 @@
 
+import os
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -93,3 +96,36 @@ def test_backdoor_defaults_are_the_authors_values():
         == (100, 32, 1e-5, 8.0, 1)
     assert (f["early_stop_window"], f["early_stop_acc_tol"], f["early_stop_expl_tol"]) \
         == (4, 0.003, 0.0075)
+
+
+def test_schema_ships_with_a_non_editable_install(tmp_path):
+    """`pip install .` (not -e) can validate a config: the schema is package data."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"  # a copy: setuptools writes build/ into the tree it builds
+    shutil.copytree(repo / "lib", src / "lib", ignore=shutil.ignore_patterns("*.egg-info",
+                                                                            "__pycache__"))
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / f, src / f)
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path), str(src)], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "PIP_NO_INDEX": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    (wheel,) = tmp_path.glob("xaisec-*.whl")
+    target = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        assert "xaisec/resources/config.schema.yaml" in z.namelist()
+        z.extractall(target)
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import xaisec.config as c\n"
+            "assert c.SCHEMA_PATH.is_file() and %r in str(c.SCHEMA_PATH), c.SCHEMA_PATH\n"
+            "cfg = c.load_and_validate({'clean': {'seeds': [1]}})\n"
+            "assert cfg['clean']['train']['epochs'] == 200\n") % (str(target), str(target))
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -1331,21 +1331,14 @@ def read_raw(dataset: str, root: str | os.PathLike, *, image_size: int = 32,
 
 
 def _atomic_write(path: Path, write) -> str:
-    """Write via ``write(fileobj)`` to a temp file next to ``path``, fsync, rename; returns the
+    """Write ``path`` through ``write(file)`` with :func:`xaisec.io.atomic_path`; return the
     sha256 of what was written."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    from xaisec import io  # noqa: PLC0415 (io imports torch; reading data does not need it)
+
+    with io.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
         digest = file_digest(tmp, "sha256")
-        _chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return digest
 
 
