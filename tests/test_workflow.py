@@ -92,11 +92,25 @@ def test_smoke_exiaa_outputs(smoke_run):
 def test_smoke_cfn_extra_outputs(smoke_run):
     """Tables 5-8 and Figures 1-4, 7-24 of the CFN paper are built by the smoke run."""
     out = smoke_run / "results" / "smoke"
-    for n in (5, 6, 7, 8):
-        t = pd.read_csv(out / "tables" / f"cfn_table{n}.csv")
-        assert len(t) > 0, n
+    pm = r"^\d+\.\d\d ± \d+\.\d\d$"  # "µ ± sd" cells
+    t5 = pd.read_csv(out / "tables" / "cfn_table5.csv")
+    row = t5[(t5["attack"] == "RH") & (t5["xai"] == "G-C")].iloc[0]
+    for regime in ("No BN", "Non-trainable BN"):  # both regimes of the smoke config, filled
+        assert pd.Series([row[f"{regime} µ ± sd"]]).str.match(pm).all(), row
+        assert 0 <= float(row[f"{regime} ASR"]) <= 1 and row[f"{regime} n"] == 200
+        assert row[f"{regime} paper µ ± sd"] != ""
+    t6 = pd.read_csv(out / "tables" / "cfn_table6.csv")
+    assert [c for c in t6.columns if c.startswith("C")] == [f"C{i}" for i in range(1, 7)]
     t7 = pd.read_csv(out / "tables" / "cfn_table7.csv")
     assert {"C3 & C4", "C5 & C6"} <= set(t7.iloc[:, 0].astype(str))
+    for col in ("orig_acc_mean", "bn_acc_mean", "cfn_acc_mean"):
+        assert t7[col].between(0, 100).all() and t7[col].notna().all(), col
+    t8 = pd.read_csv(out / "tables" / "cfn_table8.csv")
+    assert {"attack", "defense (cfn)", "defense (batchstat)"} <= set(t8["mode"])
+    assert t8["triggered"].str.match(pm).all() and t8["clean"].str.match(pm).all()
+    rh = t8[t8["attack"] == "RH"]
+    assert rh["asr"].astype(float).between(0, 1).all() and len(rh) == 3
+    assert rh[rh["mode"] == "attack"]["paper triggered"].iloc[0] == "0.29 ± 0.05"
     # the scenario runs are fine-tuned as their scenario says, not as the plain (C1) attack
     run = out / "shapes" / "resnet20" / "seed1" / "backdoor" / "rh-gradcam-mse"
     plain = json.loads((run / "model.json").read_text())
