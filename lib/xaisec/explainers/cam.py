@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from xaisec.explainers.base import Explainer, Explanation, resolve_target, target_score
-from xaisec.explainers.hooks import capture, default_layer, get_module, recorded, upsample
+from xaisec.explainers.hooks import (capture, default_layer, get_module, layer_and_classifier,
+                                     recorded, upsample)
 from xaisec.metrics.maps import minmax
 
 __all__ = ["CAM", "GradCAM"]
@@ -96,11 +97,7 @@ class CAM(Explainer):
         normalize: bool = True,
     ):
         super().__init__(model)
-        self.layer = layer or default_layer(model, "cam")
-        self.classifier = classifier or default_layer(model, "classifier")
-        get_module(model, self.layer)
-        if not isinstance(get_module(model, self.classifier), nn.Linear):
-            raise ValueError(f"{self.classifier!r} is not an nn.Linear")
+        self.layer, self.classifier = layer_and_classifier(model, layer, classifier, "cam")
         self.upsample = upsample
         self.normalize = normalize
 

@@ -106,3 +106,15 @@ def default_layer(model: nn.Module, kind: str) -> str:
     raise ValueError(
         f"no default {kind} layer for {type(model).__name__}; pass the layer's name"
     )
+
+
+def layer_and_classifier(model: nn.Module, layer: str | None, classifier: str | None,
+                         kind: str) -> tuple[str, str]:
+    """The feature layer (``layer`` or the model's default of ``kind``) and the final linear
+    layer (``classifier`` or the model's default) of a CAM-style explainer, both checked."""
+    layer = layer or default_layer(model, kind)
+    classifier = classifier or default_layer(model, "classifier")
+    get_module(model, layer)
+    if not isinstance(get_module(model, classifier), nn.Linear):
+        raise ValueError(f"{classifier!r} is not an nn.Linear")
+    return layer, classifier

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from xaisec.explainers.base import Explainer, Explanation, resolve_target
-from xaisec.explainers.hooks import capture, default_layer, get_module, recorded, upsample
+from xaisec.explainers.hooks import (capture, default_layer, get_module, layer_and_classifier,
+                                     recorded, upsample)
 
 __all__ = ["RelevanceCAM"]
 
@@ -88,11 +89,7 @@ class RelevanceCAM(Explainer):
             raise ValueError(
                 f"unknown weighting {weighting!r}; known: {', '.join(self.WEIGHTINGS)}"
             )
-        self.layer = layer or default_layer(model, "gradcam")
-        self.classifier = classifier or default_layer(model, "classifier")
-        get_module(model, self.layer)
-        if not isinstance(get_module(model, self.classifier), nn.Linear):
-            raise ValueError(f"{self.classifier!r} is not an nn.Linear")
+        self.layer, self.classifier = layer_and_classifier(model, layer, classifier, "gradcam")
         self.weighting = weighting
         self.feature_layer = None
         if weighting == "spatial":
