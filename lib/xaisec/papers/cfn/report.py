@@ -493,7 +493,7 @@ _REGIME_TITLES = {"bn": "with BatchNorm", "frozenbn": "BatchNorm without trainab
 
 
 def weight_table(pairs: list[dict]) -> pd.DataFrame:
-    """Per-layer CKA and Spearman (``weight_similarity.compare_state_dicts``) of each
+    """Per-layer CKA and Spearman (``xaisec.metrics.weights.compare_state_dicts``) of each
     (original, attacked) checkpoint pair; columns regime, model, original, attacked,
     layer_index (model order), layer, kind, numel, cka, spearman."""
     from xaisec.metrics.weights import compare_state_dicts
