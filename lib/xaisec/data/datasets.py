@@ -58,6 +58,9 @@ from typing import Any
 
 import numpy as np
 
+from xaisec.data.common import (IMAGE_EXTENSIONS, _SKIP_DIRS, Split, _class_dirs,  # noqa: F401
+                                _list_images, _tqdm, _walk_dirs)
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -89,7 +92,6 @@ __all__ = [
 
 SPLITS = ("train", "test")
 MANIFEST = "manifest.json"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 MANIFEST_FORMAT = "xaisec-npz-v1"
 
 
@@ -456,22 +458,6 @@ def download(remote: Remote, dest_dir: str | os.PathLike, *, progress: bool = Tr
     return dest
 
 
-def _tqdm(**kwargs: Any):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return _NoBar()
-    return tqdm(**kwargs)
-
-
-class _NoBar:  # pragma: no cover - used only without tqdm
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 # --------------------------------------------------------------------------------------------
 # Safe extraction
 # --------------------------------------------------------------------------------------------
@@ -780,7 +766,6 @@ def fetch(dataset: str, raw_dir: str | os.PathLike, source: str | os.PathLike | 
 
 _GTSRB_TRAIN_CSV = re.compile(r"^GT-\d{5}\.csv$")
 _GTSRB_TEST_CSV = "GT-final_test.csv"
-_SKIP_DIRS = {"__MACOSX"}
 
 
 def _is_cifar10_pickles(d: Path) -> bool:
@@ -793,24 +778,6 @@ def _is_cifar100_pickles(d: Path) -> bool:
 
 def _is_image_folder(d: Path) -> bool:
     return (d / "train").is_dir() and (d / "test").is_dir()
-
-
-def _walk_dirs(base: Path, max_depth: int) -> Iterator[Path]:
-    """Breadth-first directories under ``base`` (itself first), skipping hidden/temp ones."""
-    level = [base]
-    for _ in range(max_depth + 1):
-        nxt: list[Path] = []
-        for d in level:
-            yield d
-            try:
-                with os.scandir(d) as it:
-                    subs = sorted(e.name for e in it if e.is_dir(follow_symlinks=True))
-            except OSError:
-                continue
-            nxt.extend(d / s for s in subs if not s.startswith(".") and s not in _SKIP_DIRS)
-        level = nxt
-        if not level:
-            return
 
 
 def _gtsrb_csvs(base: Path) -> tuple[list[Path], list[Path]]:
@@ -884,19 +851,6 @@ def find_data_root(dataset: str, base: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Split:
-    """One split in memory: images (N, H, W, 3) uint8, labels (N,) int64, masks (N, H, W) uint8
-    in {0, 1} or None."""
-
-    x: np.ndarray
-    y: np.ndarray
-    mask: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-
 def _load_rgb(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
@@ -927,20 +881,6 @@ def _decode_images(paths: Sequence[Path], size: int, *, progress: bool, desc: st
 
 def _norm_name(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name.strip().lower())
-
-
-def _list_images(d: Path) -> list[Path]:
-    with os.scandir(d) as it:
-        names = sorted(e.name for e in it
-                       if e.is_file() and not e.name.startswith(".")
-                       and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
-    return [d / n for n in names]
-
-
-def _class_dirs(split_dir: Path) -> list[str]:
-    with os.scandir(split_dir) as it:
-        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith(".")
-                      and e.name not in _SKIP_DIRS)
 
 
 def _map_classes(folders: list[str], class_names: Sequence[str] | None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaisec.data import datasets as D
+from xaisec.data import common as D
 from xaisec.models.imagenet import INPUT_SIZE, NUM_CLASSES, imagenet_categories
 
 __all__ = [

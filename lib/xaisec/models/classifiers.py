@@ -22,9 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Input normalisation of the CFN paper's code for CIFAR-10 and GTSRB (docs/settings.md, CFN).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from xaisec.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize  # noqa: E402,F401
 
 from xaisec.catalog import ACTIVATIONS, ARCHS, CIFAR_ARCHS, IMAGENET_ARCHS, VARIANTS  # noqa: E402,F401
 
@@ -63,16 +61,6 @@ class ModelSpec:
         keys = cls.__dataclass_fields__.keys()
         d = {k: (tuple(v) if k in ("mean", "std") else v) for k, v in d.items() if k in keys}
         return cls(**d)
-
-
-class Normalize(nn.Module):
-    def __init__(self, mean, std):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
 
 
 def make_activation(kind: str, beta: float = 8.0) -> nn.Module:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xaisec.catalog import IMAGENET_ARCHS as ARCHS  # one list of the ImageNet networks
-from xaisec.models.classifiers import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from xaisec.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 
 __all__ = [
     "ARCHS",

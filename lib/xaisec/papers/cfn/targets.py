@@ -110,7 +110,13 @@ class CfnTargets(Plan):
     # ------------------------------------------------------------ runs
 
     def backdoor_runs(self) -> list[tuple]:
-        """Every (dataset, model, seed, attack, explainer, loss) of backdoor.experiments."""
+        """Every (dataset, model, seed, attack, explainer, loss) of backdoor.experiments
+        (computed once: every input function of the plan asks for it)."""
+        if getattr(self, "_runs", None) is None:
+            self._runs = self._backdoor_runs()
+        return self._runs
+
+    def _backdoor_runs(self) -> list[tuple]:
         c = self.config
         runs = []
         for exp in c["backdoor"]["experiments"]:
@@ -137,7 +143,9 @@ class CfnTargets(Plan):
                    regime=None, arch=None) -> list[tuple]:
         """Runs filtered by data set, model key, attack, loss, and the model's regime and
         architecture read from its config entry."""
-        info = self.model_info({r[1] for r in self.backdoor_runs()})
+        if getattr(self, "_info", None) is None:
+            self._info = self.model_info({r[1] for r in self.backdoor_runs()})
+        info = self._info
         return [r for r in self.backdoor_runs()
                 if (datasets is None or r[0] in datasets) and (models is None or r[1] in models)
                 and (attacks is None or r[3] in attacks) and (losses is None or r[5] in losses)
