@@ -34,6 +34,27 @@ def model():
     return randomise_bn(build_model(arch="resnet20", num_classes=10)).eval()
 
 
+@pytest.fixture(scope="module")
+def rts_saliency(model):
+    """A (briefly) trained RTS saliency model: RTS explains only with a trained decoder."""
+    from xaisec.explainers.rts import SaliencyModel, train_rts
+
+    torch.manual_seed(0)
+    sal = SaliencyModel(model, 10)
+    train_rts(sal, torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,)),
+              phases=[{"iterations": 2, "batch_size": 8, "fake_prob": 0.5}])
+    return sal.eval()
+
+
+def kwargs_of(name, request) -> dict:
+    """Small settings per method (the RTS one needs its trained model)."""
+    if name == "rts":
+        return {"saliency": request.getfixturevalue("rts_saliency")}
+    if name == "mask":
+        return {"mask_size": 4, "iterations": 5, "blur_kernel": 3, "blur_sigma": 1.0}
+    return FAST.get(name, {})
+
+
 @pytest.fixture
 def x():
     """Images with structure (SLIC needs some)."""
@@ -44,11 +65,11 @@ def x():
 
 def test_registry_holds_every_method():
     assert set(EXPLAINERS) == {"grad", "gradcam", "relevancecam", "cam", "saliency", "ig",
-                               "deepliftshap", "smoothgrad", "lime"}
+                               "deepliftshap", "smoothgrad", "lime", "adv2grad", "mask", "rts"}
     for name, cls in EXPLAINERS.items():
         assert issubclass(cls, Explainer) and cls.name == name
     assert {n for n, c in EXPLAINERS.items() if c.differentiable} == {
-        "grad", "gradcam", "relevancecam", "cam"}
+        "grad", "gradcam", "relevancecam", "cam", "adv2grad", "rts"}
 
 
 def test_unknown_name_lists_every_method(model):
@@ -91,8 +112,8 @@ def test_a_registered_method_is_found(model, x):
 
 
 @pytest.mark.parametrize("name", list(EXPLAINERS))
-def test_result_carries_the_logits_of_the_model(name, model, x):
-    expl = make_explainer(name, model, **FAST.get(name, {}))
+def test_result_carries_the_logits_of_the_model(name, model, x, request):
+    expl = make_explainer(name, model, **kwargs_of(name, request))
     res = expl.attribute(x)
     with torch.no_grad():
         logits = model(x)
@@ -109,10 +130,10 @@ def test_result_carries_the_logits_of_the_model(name, model, x):
 
 
 @pytest.mark.parametrize("name", [n for n, c in EXPLAINERS.items() if c.batch_independent])
-def test_loop_equals_one_call(name, model, x):
+def test_loop_equals_one_call(name, model, x, request):
     """For batch-independent explainers (model in eval mode), the shared loop in batches of 2
     gives the maps of one call on the whole batch."""
-    expl = make_explainer(name, model, **FAST.get(name, {}))
+    expl = make_explainer(name, model, **kwargs_of(name, request))
     whole = expl.attribute(x)
     t = torch.tensor([1, 0, 9, 4, 2])
     for batched in (explain_batches(expl, x, batch_size=2),

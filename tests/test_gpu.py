@@ -237,7 +237,7 @@ def test_finetuning_step(tmp_path, explainer, loss):
 
 #: ``||dev - cpu|| / ||cpu||`` of the maps: 1e-3 for the methods without input gradients at
 #: ReLU kinks (stand-in: <= 3e-5), else 1e-1 (stand-in: <= 7e-3; 5e-2 at 10 times the jitter)
-SMOOTH_EXPLAINERS = {"gradcam", "relevancecam", "cam", "lime"}
+SMOOTH_EXPLAINERS = {"gradcam", "relevancecam", "cam", "lime", "rts"}
 
 #: small settings for the slow methods (the others take their defaults)
 EXPLAINER_SETTINGS = {
@@ -245,7 +245,23 @@ EXPLAINER_SETTINGS = {
     "deepliftshap": {"n_baselines": 3},
     "smoothgrad": {"nt_samples": 8},
     "lime": {"n_samples": 200},
+    # MASK: few Adam steps (float32 rounding differences grow with the steps of a solve)
+    "mask": {"mask_size": 8, "iterations": 5, "blur_kernel": 5, "blur_sigma": 2.0},
 }
+
+
+def rts_saliency(m_cpu, m_dev):
+    """The same briefly trained RTS decoder on both devices (RTS explains only with one)."""
+    from xaisec.explainers.rts import SaliencyModel, train_rts
+
+    torch.manual_seed(0)
+    sal_cpu = SaliencyModel(m_cpu, 10)
+    train_rts(sal_cpu, smooth_images(16, seed=3), torch.arange(16) % 10,
+              phases=[{"iterations": 2, "batch_size": 8, "fake_prob": 0.5}])
+    sal_dev = SaliencyModel(m_dev, 10)
+    sal_dev.load_state_dict(sal_cpu.state_dict())
+    sal_dev.trained = True
+    return sal_cpu.eval(), sal_dev.to(dev()).eval()
 
 
 def explainer_factories() -> dict:
@@ -295,7 +311,7 @@ def cpu_normal(monkeypatch):
 
 def test_every_explainer_is_checked():
     assert {"grad", "gradcam", "relevancecam", "cam", "saliency", "ig", "deepliftshap",
-            "smoothgrad", "lime"} <= set(EXPLAINER_NAMES)
+            "smoothgrad", "lime", "adv2grad", "mask", "rts"} <= set(EXPLAINER_NAMES)
 
 
 @pytest.mark.parametrize("name", EXPLAINER_NAMES)
@@ -306,8 +322,12 @@ def test_explainer(name, request):
     x = smooth_images(4)
     with torch.no_grad():
         t = m_cpu(x).argmax(1)
-    maps_cpu, logits_cpu = explain(name, m_cpu, x, t)
-    maps_dev, logits_dev = explain(name, m_dev, x.to(dev()), t.to(dev()))
+    kw_cpu, kw_dev = {}, {}
+    if name == "rts":
+        sal_cpu, sal_dev = rts_saliency(m_cpu, m_dev)
+        kw_cpu, kw_dev = {"saliency": sal_cpu}, {"saliency": sal_dev}
+    maps_cpu, logits_cpu = explain(name, m_cpu, x, t, **kw_cpu)
+    maps_dev, logits_dev = explain(name, m_dev, x.to(dev()), t.to(dev()), **kw_dev)
     assert maps_dev.device.type == dev().type
     tol = 1e-3 if name in SMOOTH_EXPLAINERS else 1e-1
     assert_norm_near(maps_dev, maps_cpu, tol, f"{name} maps")
@@ -340,6 +360,32 @@ def test_smoothgrad_with_the_devices_own_generator():
 
 # ---------------------------------------------------------------- attacks
 
+@pytest.mark.parametrize("interp", ["grad", "cam"])
+def test_interpretation_aware_attack(interp):
+    """AdvEdge-PGD with the Grad (second-order, smoothed ReLU) or CAM term on the device vs
+    the CPU: both stay in the box, and the map distance they reach is close (<= 20%)."""
+    from xaisec.attacks import InterpretationPGD
+    from xaisec.attacks.interpretation import make_term
+    from xaisec.explainers import make_explainer
+
+    m_cpu, m_dev = on_both(small_model())
+    x = smooth_images(8, seed=1)
+    y = torch.randint(0, 10, (8,), generator=torch.Generator().manual_seed(1))
+    t = (y + 1) % 10
+    dist = {}
+    for key, model, d in (("cpu", m_cpu, torch.device("cpu")), ("dev", m_dev, dev())):
+        expl = make_explainer("adv2grad" if interp == "grad" else "cam", model,
+                              **({} if interp == "grad" else {"upsample": False}))
+        term = make_term(interp, expl)
+        atk = InterpretationPGD(model, term=term, variant="advedge", stage1_steps=3,
+                                stage2=[(0.05, 6)], keep_best_every=2)
+        adv = atk(x.to(d), y.to(d), target=t.to(d))
+        assert adv.device.type == d.type and (adv.cpu() - x).abs().max() <= 0.031 + 1e-6
+        state = term.begin(x.to(d), y.to(d), t.to(d))
+        dist[key] = float(term.distance(adv, state)[0].sum())
+    assert abs(dist["dev"] - dist["cpu"]) <= 0.2 * max(dist["cpu"], 1e-6), dist
+
+
 def attack_names() -> list[str]:
     from xaisec.attacks import ATTACKS
 
@@ -360,10 +406,15 @@ def test_attack(name, targeted):
     x = smooth_images(16, seed=1)
     y = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(1))
     res = {}
+    from xaisec.attacks import ATTACKS
+
+    if ATTACKS[name].requires_target and not targeted:
+        pytest.skip(f"{name} is targeted only")
+    quick = {"pgd": {"steps": 10}, "advedge_pgd": {"stage1_steps": 5, "stage2": [(0.0, 5)]}}
     for key, model, d in (("cpu", m_cpu, torch.device("cpu")), ("dev", m_dev, dev())):
         kw = {"target_fn": random_other_class(10, torch.Generator().manual_seed(2))} \
             if targeted else {}
-        attack = make_attack(name, model, **kw)
+        attack = make_attack(name, model, **kw, **quick.get(name, {}))
         res[key] = (attack, attack.run(x.to(d), y.to(d)))
     (_, r_cpu), (a_dev, r_dev) = res["cpu"], res["dev"]
     adv_cpu, adv_dev = r_cpu.adv, r_dev.adv

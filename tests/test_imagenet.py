@@ -77,9 +77,10 @@ def test_efficientnet_b0_and_unknown_names():
     assert m.gradcam_layer == "net.features.8"
     with torch.no_grad():
         assert m(torch.rand(1, 3, 32, 32)).shape == (1, 1000)
-    assert set(ARCHS) == {"resnet18", "vit_b_16", "efficientnet_v2_s", "efficientnet_b0"}
-    with pytest.raises(ValueError, match="unknown ImageNet model 'resnet50'"):
-        build_imagenet_model("resnet50")
+    assert set(ARCHS) == {"resnet18", "vit_b_16", "efficientnet_v2_s", "efficientnet_b0",
+                          "resnet50", "densenet169", "vgg16", "inception_v3"}
+    with pytest.raises(ValueError, match="unknown ImageNet model 'resnet152'"):
+        build_imagenet_model("resnet152")
     with pytest.raises(ValueError, match="IMAGENET1K_V1"):
         build_imagenet_model("resnet18", weights="IMAGENET1K_V9")
     with pytest.raises(ValueError, match="not weights of resnet18"):

@@ -60,7 +60,8 @@ def imagenet_config(source):
         "results": "results/imagenet",
         "data": {"imagenet": {"source": str(source)}},
         "models": {"efficientnet": {"arch": "efficientnet_b0", "weights": "random"},
-                   "resnet18": {"arch": "resnet18", "weights": "random"}},
+                   "resnet18": {"arch": "resnet18", "weights": "random"},
+                   "resnet50": {"arch": "resnet50", "weights": "random"}},
         "clean": {"datasets": [], "models": []},
         "backdoor": {"experiments": []},
         "fgsmxai": {"datasets": ["imagenet"], "models": ["efficientnet"], "seeds": [0],
@@ -69,6 +70,9 @@ def imagenet_config(source):
                     "lime": {"n_samples": 20, "perturbations_per_eval": 20, "n_segments": 20},
                     "n_examples": 1, "batch_size": 3},
         "exiaa": {"datasets": ["imagenet"], "models": ["resnet18"], "seeds": [0]},
+        # AdvEdge on ImageNet (Figures 2-5): no training split, so no RTS (it trains on one)
+        "advedge": {"datasets": ["imagenet"], "models": ["resnet50"], "seeds": [0],
+                    "interpreters": ["grad", "cam", "mask"], "n_images": 2},
     }
 
 
@@ -79,7 +83,8 @@ def test_imagenet_plan(tmp_path):
     res = smk(tmp_path, imagenet_config(tmp_path / "imagenet"), "-n", "--quiet", "rules")
     out = res.stdout + res.stderr
     for rule in ("prepare_imagenet", "pretrained_model", "fgsmxai_inputs", "fgsmxai_explain",
-                 "exiaa_grid", "exiaa_table", "fgsmxai_table"):
+                 "exiaa_grid", "exiaa_table", "fgsmxai_table", "advedge_attack",
+                 "advedge_box_figure", "advedge_example_figure"):
         assert rule in out, rule
     assert "train_clean" not in out and "prepare_data " not in out
 

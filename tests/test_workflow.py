@@ -89,6 +89,53 @@ def test_smoke_exiaa_outputs(smoke_run):
 
 
 @pytest.mark.workflow
+def test_smoke_advedge_outputs(smoke_run):
+    import numpy as np
+
+    from xaisec.cache import read_explanations
+    from xaisec.data.datasets import load_split
+    from xaisec.metrics.localization import binarize_top, iou
+
+    out = smoke_run / "results" / "smoke"
+    run = out / "shapes" / "resnet20" / "seed1" / "advedge"
+    scores = pd.read_parquet(run / "scores.parquet")
+    attacks = set(zip(scores["attacked"], scores["variant"]))
+    assert attacks == {(i, v) for i in ("grad", "cam", "rts", "mask")
+                       for v in ("adv2", "advedge", "advedge+")} | {("none", "plain")}
+    assert (scores["linf"] <= 0.031 + 1e-6).all() and scores["l1"].between(0, 1).all()
+    assert set(scores[scores["attacked"] == "none"]["interpreter"]) == {"grad", "cam", "rts",
+                                                                        "mask"}
+    t7 = pd.read_csv(out / "tables" / "advedge_table7.csv")
+    assert len(t7) == 13 and t7["asr"].between(0, 100).all()
+    assert (t7[t7["variant"] != "PGD (no interpretation term)"]["paper"] == 100).all()
+    t1 = pd.read_csv(out / "tables" / "advedge_table1.csv")
+    assert (t1["seconds"] > 0).all() and t1["paper"].notna().all()   # shapes stands for CIFAR-10
+    comp = (out / "tables" / "advedge_comparison.md").read_text()
+    assert "p_lower_l1" in comp and "edge_stages: paper" in comp
+    for n in (1, 9, 10, 12, 15):
+        assert (out / "figures" / f"advedge_fig{n}.png").stat().st_size > 10_000
+    # every interpreter's benign map overlaps the object mask better than a random map
+    inputs = np.load(run / "inputs.npz")
+    masks = load_split(out / "data" / "shapes" / "test.npz").mask[inputs["sample"]] != 0
+    rng = np.random.default_rng(0)
+    for interp in ("grad", "cam", "rts", "mask"):
+        maps = read_explanations(run / "benign" / f"{interp}.parquet").maps[:, 0]
+        maps = torch_resize(maps, masks.shape[-1])
+        frac = float(masks.mean())
+        ours = np.nanmean(iou(binarize_top(maps, frac), masks))
+        rand = np.nanmean(iou(binarize_top(rng.random(maps.shape), frac), masks))
+        assert ours > rand, (interp, ours, rand)
+
+
+def torch_resize(maps, size):
+    import torch
+
+    t = torch.as_tensor(maps)[:, None].float()
+    return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear",
+                                           align_corners=False)[:, 0].numpy()
+
+
+@pytest.mark.workflow
 def test_smoke_cfn_extra_outputs(smoke_run):
     """Tables 5-8 and Figures 1-4, 7-24 of the CFN paper are built by the smoke run."""
     out = smoke_run / "results" / "smoke"
@@ -211,9 +258,12 @@ def test_full_config_plans_every_job(profile):
     assert res.returncode == 0, text[-3000:]
     # 2 data sets x 2 seeds: ResNet-20 on both, plus on CIFAR-10 the no-BN, frozen-BN, Softplus
     # and the two VGG-13 models of Table 5, Table 8 and Figures 3, 10, 11; 2 scenarios x 9 x 2
-    for rule, n in (("fetch_data", 2), ("prepare_data", 2), ("train_clean", 2 * 2 + 5 * 2),
+    # AdvEdge adds CIFAR-100 and the DenseNet, VGG-16-GAP and Inception nets on CIFAR-10 and
+    # ResNet-20 on CIFAR-100 (seed 1): 3 + 4 more trainings
+    for rule, n in (("fetch_data", 3), ("prepare_data", 3), ("train_clean", 2 * 2 + 5 * 2 + 7),
                     ("evaluate_clean", 4), ("table_clean_accuracy", 1),
-                    ("finetune_scenario", 2 * 9 * 2)):
+                    ("finetune_scenario", 2 * 9 * 2), ("advedge_train_rts", 8),
+                    ("advedge_attack", 8 * 13), ("advedge_adv_maps", 8 * 16)):
         assert any(line.split()[:2] == [rule, str(n)] for line in text.splitlines()), text
 
 
@@ -254,6 +304,11 @@ def _planned_rules(res) -> dict:
     # a LIME setting reruns the LIME caches and what reads them, not the FGSM/BIM images
     ("fgsmxai: {lime: {n_samples: 120}}",
      {"fgsmxai_explain", "fgsmxai_table", "fgsmxai_figure", "all"}, {"fgsmxai_inputs"}),
+    # a CAM schedule reruns the CAM attacks and what reads them, not RTS or the other attacks
+    ("advedge: {cam: {stage1_steps: 4}}",
+     {"advedge_attack", "advedge_adv_maps", "advedge_scores", "advedge_table",
+      "advedge_box_figure", "advedge_example_figure", "all"},
+     {"advedge_train_rts", "advedge_inputs", "advedge_benign_maps"}),
 ])
 def test_a_setting_reruns_only_what_reads_it(smoke_run, change, expected, forbidden):
     extra = smoke_run / "change.yaml"
@@ -265,6 +320,8 @@ def test_a_setting_reruns_only_what_reads_it(smoke_run, change, expected, forbid
     assert not set(planned) & forbidden
     if "lime" in change:
         assert planned["fgsmxai_explain"] == 3  # clean, FGSM, BIM with LIME
+    if "cam" in change:
+        assert planned["advedge_attack"] == 3 and planned["advedge_adv_maps"] == 3
 
 
 @pytest.mark.slow

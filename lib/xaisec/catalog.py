@@ -9,10 +9,14 @@ REAL_DATASETS = ("cifar10", "cifar100", "gtsrb", "imagenet")
 #: data sets whose prepared splits carry ground-truth masks (FGSM-XAI's IoU/RMSE need them)
 MASKED_DATASETS = ("shapes", "gtsrb", "imagenet")
 
-#: 32x32 classifiers trained by the workflow
-CIFAR_ARCHS = ("resnet20", "vgg13")
-#: torchvision ImageNet networks, loaded with pretrained weights, never trained
-IMAGENET_ARCHS = ("resnet18", "vit_b_16", "efficientnet_v2_s", "efficientnet_b0")
+#: 32x32 classifiers trained by the workflow: ResNet-20 and VGG-13 (CFN paper); DenseNet-BC-40,
+#: VGG-16 with a GAP head and a GoogLeNet-style net, with ResNet-20 the CIFAR members of the
+#: AdvEdge paper's four families (Section V-A; xaisec.models.classifiers)
+CIFAR_ARCHS = ("resnet20", "vgg13", "densenet40", "vgg16_gap", "inception")
+#: torchvision ImageNet networks, loaded with pretrained weights, never trained: EXIAA's,
+#: FGSM-XAI's, and the AdvEdge paper's four (Section V-A)
+IMAGENET_ARCHS = ("resnet18", "vit_b_16", "efficientnet_v2_s", "efficientnet_b0",
+                  "resnet50", "densenet169", "vgg16", "inception_v3")
 ARCHS = CIFAR_ARCHS + IMAGENET_ARCHS
 VARIANTS = ("bn", "nobn", "frozenbn")
 ACTIVATIONS = ("relu", "softplus")

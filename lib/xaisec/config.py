@@ -72,6 +72,14 @@ def _deep_merge(base: dict, over: dict) -> dict:
 def validate(config: dict, schema: dict | None = None) -> dict:
     """Validate ``config`` in place (defaults filled in) and check cross-references."""
     schema = schema or load_schema()
+    # a partial `advedge.<interpreter>` keeps that interpreter's own defaults (CAM's schedule is
+    # not Grad's), which a `$ref`'d definition alone would not
+    adv = config.get("advedge")
+    if isinstance(adv, dict):
+        props = schema["properties"]["advedge"]["properties"]
+        for interp in ("grad", "cam", "rts", "mask"):
+            if isinstance(adv.get(interp), dict):
+                adv[interp] = _deep_merge(props[interp].get("default", {}), adv[interp])
     _check(config, schema, schema)
     # a partial `backdoor.hyper` changes only the entries it names
     hyper_default = schema["properties"]["backdoor"]["properties"]["hyper"]["default"]

@@ -60,6 +60,11 @@ def write_text(path, text: str) -> None:
         tmp.write_text(text)
 
 
+def json_dumps(obj) -> str:
+    """``obj`` as compact JSON (numpy scalars and arrays, paths and tuples allowed)."""
+    return json.dumps(obj, sort_keys=False, default=_json_default)
+
+
 def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 #: the transcriptions shipped with the package
 FILES = ("published", "cfn_published", "cfn_published_extra", "fgsmxai_published",
-         "exiaa_published")
+         "exiaa_published", "advedge_published")
 
 
 def published(name: str) -> pd.DataFrame:

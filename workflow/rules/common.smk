@@ -14,6 +14,7 @@ sys.path.insert(0, LIB_ROOT)
 from xaisec.catalog import CFN_ATTACKS, CFN_EXPLAINERS, CFN_LOSSES, DATASETS, REAL_DATASETS
 from xaisec.config import ConfigError, validate
 from xaisec.defenses import names as defense_names
+from xaisec.papers.advedge.targets import AdvedgeTargets
 from xaisec.papers.cfn.targets import CfnTargets
 from xaisec.papers.exiaa.targets import ExiaaTargets
 from xaisec.papers.fgsmxai.targets import FgsmxaiTargets
@@ -30,6 +31,7 @@ PLAN = Plan(config)
 CFN = CfnTargets(config)
 FGSMXAI = FgsmxaiTargets(config)
 EXIAA = ExiaaTargets(config)
+ADVEDGE = AdvedgeTargets(config)
 SCRIPTS = Path(workflow.basedir).parent / "scripts"
 RUN_RE = f"({'|'.join(CFN_ATTACKS)})-({'|'.join(CFN_EXPLAINERS)})-({'|'.join(CFN_LOSSES)})"
 
@@ -50,6 +52,10 @@ wildcard_constraints:
     selection="runnerup|others|top|low",
     scenario="c3|c5",
     n=r"\d+",
+    interp="grad|cam|rts|mask",
+    advfw="pgd",
+    advint="grad|cam|rts|mask|none",
+    advvar="adv2|advedge|advedge\+|plain",
 
 
 def code(script):
@@ -71,7 +77,8 @@ def planned(fn):
 
 
 def all_targets():
-    return PLAN.clean_targets() + CFN.targets() + FGSMXAI.targets() + EXIAA.targets()
+    return (PLAN.clean_targets() + CFN.targets() + FGSMXAI.targets() + EXIAA.targets()
+            + ADVEDGE.targets())
 
 
 onstart:

@@ -11,13 +11,17 @@ from torch import nn
 
 from xaisec.attacks.base import (Attack, AttackBatch, AttackResult, Crafted, ExtraLossFn, LossFn, TargetFn,
                    random_other_class)
+from xaisec.attacks.advedge import InterpretationPGD
 from xaisec.attacks.bim import BIM
 from xaisec.attacks.fgsm import FGSM
+from xaisec.attacks.pgd import PGD
 
 #: attack name (lower case) -> class
 ATTACKS: dict[str, type[Attack]] = {
     "fgsm": FGSM,
     "bim": BIM,
+    "pgd": PGD,
+    "advedge_pgd": InterpretationPGD,   # ADV2 / AdvEdge / AdvEdge+ (variant=...), targeted only
 }
 
 
@@ -41,5 +45,5 @@ def make_attack(name: str, model: nn.Module, **kw) -> Attack:
 
 
 __all__ = ["ATTACKS", "Attack", "AttackBatch", "AttackResult", "BIM", "Crafted", "ExtraLossFn",
-           "FGSM", "LossFn", "TargetFn", "make_attack", "random_other_class",
+           "FGSM", "InterpretationPGD", "LossFn", "PGD", "TargetFn", "make_attack", "random_other_class",
            "register_attack"]

@@ -170,6 +170,8 @@ class Attack:
     #: whether the attack itself uses ``target_map`` (interpretation-aware attacks); others take
     #: a target map only together with an ``extra_loss`` that receives it
     uses_target_map: ClassVar[bool] = False
+    #: whether the attack is targeted only (a call needs ``target=`` or a ``target_fn``)
+    requires_target: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, eps: float | None = None, *,
                  loss: LossFn | None = None, extra_loss: ExtraLossFn | None = None,
@@ -277,6 +279,8 @@ class Attack:
         y = labels.detach().to(device=x.device, dtype=torch.long)
         if target is None and self.target_fn is not None:
             target = self.target_fn(x, y)
+        if target is None and self.requires_target:
+            raise ValueError(f"{name} is a targeted attack: pass target= or give a target_fn")
         if target is not None:
             target = torch.as_tensor(target).detach().to(device=x.device, dtype=torch.long)
             if tuple(target.shape) != (n,):

@@ -20,6 +20,9 @@ name                  map                                                       
 ``gradcam``           ReLU(sum_k mean_hw(d logit_t / d A_k) A_k), upsampled      (N,1,H,W)   yes
 ``relevancecam``      ReLU(sum_k R_k A_k), R: CLRP + LRP z+ (see the class)      (N,1,H,W)   yes
 ``cam``               minmax(sum_k w_{t,k} F_k), upsampled (AdvEdge)             (N,1,H,W)   yes
+``adv2grad``          minmax(avgpool(max_c |d s_t / d x_norm|)) (ADV2/AdvEdge)   (N,1,h,w)   yes
+``mask``              MASK (meaningful perturbation): 1 - upsampled mask         (N,1,H,W)   no
+``rts``               RTS: trained masking model's mask for the class (AdvEdge)  (N,1,H,W)   yes
 ``saliency``          Captum Saliency, ``|d logit_t / d x|``                     (N,3,H,W)   no
 ``ig``                Captum IntegratedGradients, zero baseline                  (N,3,H,W)   no
 ``deepliftshap``      Captum DeepLiftShap over a baseline distribution           (N,3,H,W)   no
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from xaisec.explainers.adv2grad import Adv2Grad
 from xaisec.explainers.base import ChunkedExplainer, Explainer, Explanation, resolve_target, seeded
 from xaisec.explainers.cam import CAM, GradCAM
 from xaisec.explainers.deepliftshap import DeepLiftShap
@@ -50,12 +54,15 @@ from xaisec.explainers.hooks import capture, default_layer, get_module
 from xaisec.explainers.integrated_gradients import IntegratedGradients
 from xaisec.explainers.lime import Lime, slic_segments
 from xaisec.explainers.loop import explain_batches, iter_explanations
+from xaisec.explainers.mask import Mask
 from xaisec.metrics.maps import minmax, normalize_max, normalize_zscore_channelmax
 from xaisec.explainers.relevancecam import RelevanceCAM
+from xaisec.explainers.rts import RTS
 from xaisec.explainers.saliency import Saliency, SmoothGrad
 from xaisec.models.activations import SmoothReLU, smooth_relu, use_smooth_relu
 
 __all__ = [
+    "Adv2Grad",
     "CAM",
     "ChunkedExplainer",
     "DeepLiftShap",
@@ -66,6 +73,8 @@ __all__ = [
     "Gradient",
     "IntegratedGradients",
     "Lime",
+    "Mask",
+    "RTS",
     "RelevanceCAM",
     "Saliency",
     "SmoothGrad",
@@ -100,6 +109,9 @@ EXPLAINERS: dict[str, type[Explainer]] = {
     "deepliftshap": DeepLiftShap,
     "smoothgrad": SmoothGrad,
     "lime": Lime,
+    "adv2grad": Adv2Grad,
+    "mask": Mask,
+    "rts": RTS,
 }
 
 

@@ -40,14 +40,22 @@ class Gradient(Explainer):
         if wrt == "normalized":
             get_module(model, normalize_module)
 
-    def _attribute(self, x, target, create_graph):
+    def _score(self, logits, t):
+        """The scalar whose input gradient is the map: the sum of the target logits."""
+        return target_score(logits, t)
+
+    def _input_gradient(self, x, target, create_graph):
+        """(d score / d wrt, logits, targets) with ``wrt`` the normalised or [0, 1] input."""
         x = self._input_with_grad(x)
         names = (self.normalize_module,) if self.wrt == "normalized" else ()
         with capture(self.model, outputs=names) as (outs, _):
             logits = self.model(x)
             t = resolve_target(target, logits)
             wrt = recorded(outs, self.normalize_module) if self.wrt == "normalized" else x
-            (grad,) = torch.autograd.grad(
-                target_score(logits, t), wrt, create_graph=create_graph
-            )
+            (grad,) = torch.autograd.grad(self._score(logits, t), wrt,
+                                          create_graph=create_graph)
+        return grad, logits, t
+
+    def _attribute(self, x, target, create_graph):
+        grad, logits, t = self._input_gradient(x, target, create_graph)
         return Explanation(grad.abs(), logits, t)

@@ -89,9 +89,17 @@ def default_layer(model: nn.Module, kind: str) -> str:
     normalisation module before the final max-pool. ``cam``: the last conv block's output,
     ResNet-20 ``layer3`` (post-ReLU, the input of the global average pool); VGG-13 the last
     activation before the final max-pool. ``classifier``: the final linear layer.
+
+    A model with an ``explainer_layer(kind)`` method names its own (the AdvEdge CIFAR families
+    in :mod:`xaisec.models.classifiers`, the ImageNet networks in
+    :mod:`xaisec.models.imagenet`, which raise a ValueError where a method is not defined,
+    e.g. CAM on VGG-16's fully connected head).
     """
     if kind not in _LAYER_KINDS:
         raise ValueError(f"unknown layer kind {kind!r}; known: {', '.join(_LAYER_KINDS)}")
+    own = getattr(model, "explainer_layer", None)
+    if callable(own):
+        return own(kind)
     names = dict(model.named_modules())
     if "layer3.2.bn2" in names and "linear" in names:  # ResNet-20
         return {"gradcam": "layer3.2.bn2", "cam": "layer3", "classifier": "linear"}[kind]

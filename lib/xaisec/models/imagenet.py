@@ -1,5 +1,5 @@
-"""ImageNet classifiers (torchvision) for the FGSM-XAI and EXIAA papers; the images are read by
-:mod:`xaisec.data.imagenet`.
+"""ImageNet classifiers (torchvision) for the FGSM-XAI, EXIAA and AdvEdge papers; the images are
+read by :mod:`xaisec.data.imagenet`.
 
 Models (:func:`build_imagenet_model`)::
 
@@ -12,6 +12,13 @@ Models (:func:`build_imagenet_model`)::
 name                   paper                                                          Grad-CAM
 =====================  =============================================================  =========
 ``resnet18``           EXIAA (pretrained ResNet-18)                                   ``net.layer4``
+``resnet50``           AdvEdge, Section V-A (papers/advedge.txt)                      ``net.layer4``
+``densenet169``        AdvEdge, Section V-A; head rewritten with modules              ``net.relu``
+                       (:class:`DenseNetForCAM`)
+``vgg16``              AdvEdge, Section V-A; no CAM (three FC layers, not GAP +       ``net.features.29``
+                       one linear)
+``inception_v3``       AdvEdge, Section V-A; 299x299, no auxiliary classifier,        ``net.Mixed_7c``
+                       inputs normalised to [-1, 1] (:func:`build_imagenet_model`)
 ``vit_b_16``           EXIAA (pretrained ViT-B/16)                                    none
 ``efficientnet_v2_s``  FGSM-XAI. The paper uses Keras' EfficientNetV2-**B0**;         ``net.features.7``
                        torchvision has no B0 variant of V2, V2-S is its smallest
@@ -30,6 +37,17 @@ convolutional layer's activation that Keras Grad-CAM code usually reads (the aut
 was not checked). With random weights nothing about a map's quality can be judged; these are
 the standard choices. ViT has no convolutional feature map: Grad-CAM is not defined
 (``gradcam_layer`` is None).
+
+CAM (AdvEdge/ADV2, :class:`xaisec.explainers.CAM`) needs the map that is globally average
+pooled and then one linear layer: ResNets' ``net.layer4`` and ``net.fc``; DenseNet's post-ReLU
+features ``net.relu`` and ``net.classifier``; Inception-v3's ``net.Mixed_7c`` (2048x8x8 at 299)
+and ``net.fc`` (the dropout between is the identity in eval mode); EfficientNet's last
+``features`` block and ``net.classifier.1``. VGG-16 pools to 7x7 and has three fully connected
+layers: CAM is not defined there, and asking for its layers raises a ValueError saying so
+(:meth:`ImageNetClassifier.explainer_layer`); its Grad-CAM layer is the last convolution's
+ReLU, ``net.features.29`` (512x14x14 at 224, before the last max-pool: the "last
+convolutional layer" of Selvaraju et al.). The layers are found by
+:func:`xaisec.explainers.hooks.default_layer` through ``explainer_layer``.
 """
 from __future__ import annotations
 
@@ -43,6 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xaisec.catalog import IMAGENET_ARCHS as ARCHS  # one list of the ImageNet networks
+from xaisec.models.activations import plain_relu
 from xaisec.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 
 __all__ = [
@@ -52,19 +71,38 @@ __all__ = [
     "DeepLiftBasicBlock",
     "DeepLiftBottleneck",
     "DeepLiftMaxPool2d",
+    "DenseNetForCAM",
     "ImageNetClassifier",
     "build_imagenet_model",
     "deeplift_problems",
     "imagenet_categories",
+    "input_size",
     "load_state_dict_file",
     "make_deeplift_safe",
     "resolve_weights",
 ]
 
-#: Input size of every model here (FGSM-XAI: 224x224; EXIAA: the torchvision default).
+#: Input size of the models here but Inception-v3 (:func:`input_size`; FGSM-XAI: 224x224;
+#: EXIAA: the torchvision default; AdvEdge: 224x224 crops, Section V-A), and the size the
+#: ImageNet images are prepared at (:mod:`xaisec.data.imagenet`).
 INPUT_SIZE = 224
+#: Architectures whose input size is not :data:`INPUT_SIZE`: Inception-v3 is built for 299x299
+#: (Szegedy et al. 2016; torchvision's weights are evaluated at 299).
+_INPUT_SIZES = {"inception_v3": 299}
+#: Smallest input an architecture accepts (Inception-v3's stem and grid reductions need 75 px).
+_MIN_INPUT_SIZES = {"inception_v3": 75}
+#: Inception-v3's weights (ported from TensorFlow) expect pixels scaled to [-1, 1].
+_INCEPTION_MEAN = _INCEPTION_STD = (0.5, 0.5, 0.5)
 NUM_CLASSES = 1000
 _STATE_DICT_SUFFIXES = (".pth", ".pt")
+
+
+def input_size(arch: str) -> int:
+    """The input side ``arch`` is built for (:data:`INPUT_SIZE`, 224, but Inception-v3: 299);
+    an :class:`ImageNetClassifier` resizes other inputs to it. ValueError for an unknown arch."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown ImageNet model {arch!r}; known: {', '.join(ARCHS)}")
+    return _INPUT_SIZES.get(arch, INPUT_SIZE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,7 +121,10 @@ class ImageNetClassifier(nn.Module):
 
     Attributes: ``net`` (the torchvision model), ``arch``, ``input_size``, ``class_names``
     (the 1000 category names, or None for random weights), ``gradcam_layer`` (module name
-    for :class:`xaisec.explainers.GradCAM`, None for ViT), ``weights`` (what was loaded).
+    for :class:`xaisec.explainers.GradCAM`, None for ViT), ``cam_layer`` and
+    ``classifier_layer`` (the globally pooled map and the one linear layer after it, for
+    :class:`xaisec.explainers.CAM`; None where CAM is not defined, ``cam_unsupported`` then
+    says why), ``weights`` (what was loaded).
     """
 
     def __init__(
@@ -103,8 +144,26 @@ class ImageNetClassifier(nn.Module):
         self.normalize = Normalize(tuple(mean), tuple(std))
         self.net = net
         self.class_names = None if class_names is None else tuple(class_names)
-        self.gradcam_layer = gradcam_layer
+        layers = _explainer_layers(arch, net)
+        self.gradcam_layer = gradcam_layer or layers["gradcam"]
+        self.cam_layer, self.classifier_layer = layers["cam"], layers["classifier"]
+        self.cam_unsupported = layers["why"]
         self.weights = weights
+
+    def explainer_layer(self, kind: str) -> str:
+        """The module name of ``kind`` (``gradcam``, ``cam``, ``classifier``), read by
+        :func:`xaisec.explainers.hooks.default_layer`; a ValueError saying why where the
+        explainer is not defined for this architecture (CAM on VGG-16 and ViT, Grad-CAM on
+        ViT)."""
+        names = {"gradcam": self.gradcam_layer, "cam": self.cam_layer,
+                 "classifier": self.classifier_layer}
+        if kind not in names:
+            raise ValueError(f"unknown layer kind {kind!r}; known: {', '.join(names)}")
+        if names[kind] is None:
+            method = "Grad-CAM" if kind == "gradcam" else "CAM"
+            raise ValueError(f"{method} is not defined for torchvision {self.arch}: "
+                             f"{self.cam_unsupported}")
+        return names[kind]
 
     def resize(self, x: Tensor) -> Tensor:
         s = self.input_size
@@ -131,12 +190,74 @@ def imagenet_categories() -> tuple[str, ...]:
     return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def _gradcam_layer(arch: str, net: nn.Module) -> str | None:
+def _explainer_layers(arch: str, net: nn.Module) -> dict[str, str | None]:
+    """{"gradcam", "cam", "classifier": module name or None, "why": why CAM is not defined}
+    (see the module docstring)."""
     if arch.startswith("resnet"):
-        return "net.layer4"
+        return {"gradcam": "net.layer4", "cam": "net.layer4", "classifier": "net.fc",
+                "why": None}
     if arch.startswith("efficientnet"):
-        return f"net.features.{len(net.features) - 1}"
-    return None
+        last = f"net.features.{len(net.features) - 1}"
+        return {"gradcam": last, "cam": last, "classifier": "net.classifier.1", "why": None}
+    if arch.startswith("densenet"):
+        # torchvision's DenseNet ends its features with a BatchNorm (norm5) and applies the
+        # ReLU functionally in forward; DenseNetForCAM makes that ReLU a module, whose output
+        # is the map CAM weights (norm5's output is pre-ReLU and is not what is pooled)
+        return {"gradcam": "net.relu", "cam": "net.relu", "classifier": "net.classifier",
+                "why": None}
+    if arch == "inception_v3":
+        return {"gradcam": "net.Mixed_7c", "cam": "net.Mixed_7c", "classifier": "net.fc",
+                "why": None}
+    if arch.startswith("vgg"):
+        relus = [i for i, m in enumerate(net.features) if isinstance(m, nn.ReLU)]
+        return {"gradcam": f"net.features.{relus[-1]}", "cam": None, "classifier": None,
+                "why": "CAM needs global average pooling followed by one linear layer, and "
+                       "VGG's head is a 7x7 adaptive average pool followed by three fully "
+                       "connected layers (net.classifier.0, .3, .6); explain it with grad "
+                       "or gradcam instead"}
+    return {"gradcam": None, "cam": None, "classifier": None,
+            "why": f"{arch} has no convolutional feature map (CAM and Grad-CAM read one)"}
+
+
+class DenseNetForCAM(nn.Module):
+    """torchvision's ``DenseNet`` with its head written with modules: ``features`` ->
+    ``relu`` (an ``nn.ReLU`` module, where torchvision calls ``F.relu(inplace=True)``) ->
+    ``avgpool`` -> flatten -> ``classifier``. Same forward values, gradients and state-dict
+    keys (``features.*``, ``classifier.*``); the post-ReLU map that is pooled is now a module's
+    output, so CAM and Grad-CAM can read it (``net.relu``), and Captum's DeepLift sees the
+    last ReLU."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.features = net.features
+        self.relu = nn.ReLU()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = net.classifier
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.relu(self.features(x))), 1))
+
+
+def _builder_kwargs(name: str) -> dict[str, Any]:
+    """Constructor arguments beyond torchvision's defaults. Inception-v3: no auxiliary
+    classifier (it only adds a training loss; in eval mode torchvision returns the main
+    logits anyway, and ``aux_logits=False`` keeps the forward a plain tensor in train mode
+    too); ``transform_input=False``, since :class:`ImageNetClassifier` normalises to [-1, 1]
+    itself (see :func:`build_imagenet_model`); ``init_weights=False``: PyTorch's default layer
+    initialisation for random weights, as the other networks here (torchvision's own, a
+    truncated normal with std 0.1 for every convolution, drives random-weight logits to ~1e11
+    in eval mode; pretrained weights replace either)."""
+    if name == "inception_v3":
+        return {"aux_logits": False, "transform_input": False, "init_weights": False}
+    return {}
+
+
+def _drop_unused(name: str, sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The state dict without the parameters of parts not built here (Inception-v3's auxiliary
+    classifier, ``AuxLogits.*``, in torchvision's weights)."""
+    if name == "inception_v3":
+        return {k: v for k, v in sd.items() if not k.startswith("AuxLogits.")}
+    return dict(sd)
 
 
 def resolve_weights(arch: str, weights: Any):
@@ -261,9 +382,20 @@ def build_imagenet_model(
       architecture raises a ValueError naming the missing / unexpected keys. ``class_names``
       are then the standard ImageNet-1k categories.
 
-    ``input_size``: the resolution the network sees (default 224, ViT: its own size).
+    ``input_size``: the resolution the network sees (default :func:`input_size` of ``name``:
+    224, Inception-v3 299; ViT: its own size; Inception-v3 takes at least 75).
     ``deeplift_safe`` (default True): :func:`make_deeplift_safe` is applied (forward values
     and gradients are unchanged; Captum's DeepLift / DeepLiftShap then work on ResNets).
+
+    AdvEdge's networks (Section V-A, papers/advedge.txt): ``resnet50``, ``densenet169``
+    (wrapped as :class:`DenseNetForCAM`), ``vgg16`` and ``inception_v3``. Inception-v3 is built
+    without its auxiliary classifier (``AuxLogits.*`` in a loaded state dict are dropped) and
+    with ``transform_input=False``: its weights (ported from TensorFlow) expect pixels scaled
+    to [-1, 1]; torchvision gets there by normalising with the ImageNet mean/std and then
+    ``transform_input=True`` (which undoes that normalisation and applies ``(x - 0.5) / 0.5``);
+    here ``normalize`` uses mean = std = 0.5 directly. Same values (to rounding), and the
+    output of ``model.normalize`` is exactly what the network sees (the Grad explainer
+    differentiates with respect to it).
     """
     from torchvision import models as tvm
 
@@ -273,30 +405,37 @@ def build_imagenet_model(
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     class_names = None
     label = None
+    extra = _builder_kwargs(name)
     if weights is None:
-        net = builder(weights=None)
+        net = builder(weights=None, **extra)
     elif _is_state_dict_path(weights):
         path = Path(weights).expanduser()
-        net = builder(weights=None)
-        _load_checked(net, load_state_dict_file(path), name, str(path))
+        net = builder(weights=None, **extra)
+        _load_checked(net, _drop_unused(name, load_state_dict_file(path)), name, str(path))
         class_names, label = imagenet_categories(), str(path)
     else:
         w = resolve_weights(name, weights)
-        kwargs: dict[str, Any] = {"num_classes": len(w.meta["categories"])}
+        kwargs: dict[str, Any] = {"num_classes": len(w.meta["categories"]), **extra}
         if name.startswith("vit"):
             kwargs["image_size"] = int(w.meta["min_size"][0])
-        sd = _torchvision_state_dict(w, progress)
+        sd = _drop_unused(name, _torchvision_state_dict(w, progress))
         net = builder(weights=None, **kwargs)
         _load_checked(net, sd, name, f"{w} ({_checkpoint_path(w.url)})")
         class_names, label = tuple(w.meta["categories"]), str(w)
         tf = w.transforms()
         mean, std = tuple(getattr(tf, "mean", mean)), tuple(getattr(tf, "std", std))
-    if input_size is None:
-        input_size = int(getattr(net, "image_size", INPUT_SIZE))  # ViT needs its own size
+    if name == "inception_v3":
+        mean, std = _INCEPTION_MEAN, _INCEPTION_STD
+    if name.startswith("densenet"):
+        net = DenseNetForCAM(net)
+    if input_size is None:  # ViT needs its own size
+        input_size = int(getattr(net, "image_size", _INPUT_SIZES.get(name, INPUT_SIZE)))
     elif hasattr(net, "image_size") and int(input_size) != net.image_size:
         raise ValueError(f"{name} takes {net.image_size}x{net.image_size} inputs only")
-    model = ImageNetClassifier(net, name, input_size, mean, std, class_names,
-                               _gradcam_layer(name, net), label)
+    if int(input_size) < _MIN_INPUT_SIZES.get(name, 1):
+        raise ValueError(f"{name} takes inputs of at least {_MIN_INPUT_SIZES[name]} px, "
+                         f"got input_size={input_size}")
+    model = ImageNetClassifier(net, name, input_size, mean, std, class_names, None, label)
     if deeplift_safe:
         make_deeplift_safe(model)
     return model.eval()
@@ -370,7 +509,14 @@ class DeepLiftMaxPool2d(nn.Module):
     rescale rule is applied to each ReLU, which sums to delta exactly. The forward value equals
     max-pooling up to rounding (``m + (v - m)`` may differ from ``v`` in the last bit); the
     gradient routes to the maximum as max-pooling's does (ties to the first element).
-    Dilation 1 and ``ceil_mode=False`` only."""
+    Dilation 1 and ``ceil_mode=False`` only.
+
+    Its ReLUs compute a maximum, not an activation: ``use_smooth_relu`` leaves them alone
+    (``keeps_plain_relu``) and under ``smooth_relu_mode`` they keep relu's backward
+    (``plain_relu``; all three in :mod:`xaisec.models.activations`), so AdvEdge's smoothing
+    reaches the network's activations only, as on the plain torchvision network."""
+
+    keeps_plain_relu = True
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
@@ -402,8 +548,9 @@ class DeepLiftMaxPool2d(nn.Module):
         views = [x[..., i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
                  for i in range(kh) for j in range(kw)]
         m = views[0]
-        for relu, v in zip(self.relus, views[1:]):
-            m = m + relu(v - m)
+        with plain_relu():
+            for relu, v in zip(self.relus, views[1:]):
+                m = m + relu(v - m)
         return m
 
     def extra_repr(self) -> str:

@@ -1,0 +1,357 @@
+"""AdvEdge paper: the PGD attacks ADV2, AdvEdge and AdvEdge+ on four interpreters, their maps
+and per-sample scores (AdvEdge paper, Sections IV-V; docs/settings.md#advedge).
+
+Pipeline (one function per workflow rule):
+
+1. :func:`make_inputs`: the first ``n_images`` test images of a seeded random order that the
+   model classifies correctly (Sec. V-A), with seeded targets y_t = (y + randint(1, C)) mod C.
+2. :func:`train_rts`: the RTS saliency model of one data set and model (Sec. IV-E), trained
+   once and loaded by every later job.
+3. :func:`benign_maps`: each interpreter's maps of the benign images for their label, cached.
+4. :func:`run_attack`: one attack (framework x interpreter x variant, or the plain PGD
+   reference) on every input; adversarial images (float32) and per-sample records.
+5. :func:`adversarial_maps`: an interpreter's maps of one attack's images for the predicted
+   class, cached.
+6. :func:`score_run`: per sample and attack: success, confidence, time, iterations, the L1
+   and top-k IoU of the maps against the benign ones and the noise rate 1 - SSIM. Tables and
+   figures (:mod:`xaisec.papers.advedge.report`) read only these scores and the caches.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from xaisec import io
+from xaisec.cache import ExplanationSet, read_explanations, write_explanations
+from xaisec.data import datasets
+from xaisec.evaluate import eval_indices
+from xaisec.tensors import nhwc_to_tensor, to_float
+
+INTERPRETERS = ("grad", "cam", "rts", "mask")
+
+
+# ---------------------------------------------------------------- inputs
+
+def _test_images(data_dir, idx=None) -> tuple[torch.Tensor, np.ndarray]:
+    test = datasets.load_split(Path(data_dir) / "test.npz")
+    if idx is None:
+        return test, None
+    return to_float(nhwc_to_tensor(test.x[idx])), test.y[idx].astype(np.int64)
+
+
+def make_inputs(model_path, data_dir, out_path, settings: dict, device="cpu",
+                meta: dict | None = None) -> dict:
+    """Scan the test split in a seeded random order and keep the first ``n_images`` correctly
+    classified images; draw their targets (seeded). Writes ``sample``, ``label``, ``target``."""
+    device = torch.device(device)
+    model, _ = io.load_model(model_path, device)
+    model.eval()
+    test = datasets.load_split(Path(data_dir) / "test.npz")
+    order = eval_indices(len(test.x), None, settings["sample_seed"])
+    n, bs = int(settings["n_images"]), int(settings["batch_size"])
+    keep, scanned = [], 0
+    with torch.no_grad():
+        for i in range(0, len(order), bs):
+            idx = order[i:i + bs]
+            x = to_float(nhwc_to_tensor(test.x[idx])).to(device)
+            pred = model(x).argmax(1).cpu().numpy()
+            keep.extend(idx[pred == test.y[idx]].tolist())
+            scanned += len(idx)
+            if len(keep) >= n:
+                break
+    keep = np.asarray(keep[:n], dtype=np.int64)
+    if len(keep) < n:
+        print(f"warning: only {len(keep)} correctly classified test images (asked {n})")
+    label = test.y[keep].astype(np.int64)
+    num_classes = int(max(test.y.max() + 1, model(to_float(nhwc_to_tensor(test.x[:1])).to(
+        device)).shape[1]))
+    rng = np.random.default_rng(settings["target_seed"])
+    target = (label + rng.integers(1, num_classes, size=len(label))) % num_classes
+    with io.atomic_path(out_path, suffix=".npz") as tmp:
+        np.savez(tmp, sample=keep, label=label, target=target.astype(np.int64))
+    return {**(meta or {}), "n_images": int(len(keep)), "scanned": scanned,
+            "accuracy_scanned": float(len(keep) / max(scanned, 1)) if len(keep) < n else None,
+            "num_classes": num_classes}
+
+
+def load_inputs(inputs_path, data_dir) -> dict:
+    with np.load(inputs_path) as f:
+        arr = {k: f[k] for k in f.files}
+    x, _ = _test_images(data_dir, arr["sample"])
+    return {**arr, "x": x}
+
+
+# ---------------------------------------------------------------- interpreters
+
+def build_interpreter(name: str, model: torch.nn.Module, settings: dict, rts_path=None,
+                      device=None):
+    """The explainer of interpreter ``name`` with its config section (``advedge.<name>``):
+    Grad (:class:`~xaisec.explainers.adv2grad.Adv2Grad`), CAM at feature resolution, RTS from
+    its trained checkpoint, MASK (Fong-Vedaldi solver)."""
+    from xaisec.explainers import make_explainer
+
+    s = settings.get(name, {})
+    if name == "grad":
+        return make_explainer("adv2grad", model, of=s.get("of", "logit"), pool=s.get("pool"))
+    if name == "cam":
+        return make_explainer("cam", model, upsample=False)
+    if name == "rts":
+        from xaisec.explainers.rts import load_rts
+
+        if rts_path is None:
+            raise ValueError("the RTS interpreter needs its trained model (rule advedge_train_rts)")
+        saliency = load_rts(rts_path, model, map_location=device)
+        return make_explainer("rts", model, saliency=saliency)
+    if name == "mask":
+        return make_explainer("mask", model, **s.get("solver", {}))
+    raise ValueError(f"unknown interpreter {name!r}; known: {', '.join(INTERPRETERS)}")
+
+
+def train_rts(model_path, data_dir, out_path, settings: dict, device="cpu",
+              meta: dict | None = None) -> dict:
+    """Train the RTS saliency model of one classifier on its training split (or a seeded
+    subset, ``train_subset``) and save it with its training history."""
+    from xaisec.explainers.rts import SaliencyModel, save_rts
+    from xaisec.explainers.rts import train_rts as fit
+
+    s = settings["rts_training"]
+    device = torch.device(device)
+    model, model_meta = io.load_model(model_path, device)
+    model.eval()
+    train = datasets.load_split(Path(data_dir) / "train.npz")
+    idx = eval_indices(len(train.x), s.get("train_subset"), s.get("seed", 0))
+    x = to_float(nhwc_to_tensor(train.x[idx]))
+    y = torch.as_tensor(train.y[idx], dtype=torch.long)
+    num_classes = int(model(x[:1].to(device)).shape[1])
+    torch.manual_seed(int(s.get("seed", 0)))
+    sal = SaliencyModel(model, num_classes, encoder_layers=s.get("encoder_layers")).to(device)
+    history = fit(sal, x, y, phases=s["phases"], lr=s["lr"], weight_decay=s["weight_decay"],
+                  seed=int(s.get("seed", 0)), device=device)
+    record = {**(meta or {}), "train_images": int(len(idx)), "settings": s,
+              "model_fingerprint": model_meta.get("fingerprint"),
+              "final": history[-1] if history else None}
+    save_rts(out_path, sal, record)
+    return {**record, "history": history}
+
+
+# ---------------------------------------------------------------- maps
+
+def _write_maps(out_path, maps: torch.Tensor, inp: dict, pred, conf, target, meta: dict):
+    es = ExplanationSet(maps=maps.float().cpu().numpy().astype(np.float32),
+                        sample=inp["sample"], label=inp["label"],
+                        pred=np.asarray(pred, dtype=np.int64),
+                        confidence=np.asarray(conf, dtype=np.float32),
+                        target=np.asarray(target, dtype=np.int64), meta=meta)
+    write_explanations(out_path, es)
+
+
+def _explain(expl, x: torch.Tensor, target: np.ndarray, batch_size: int, device, desc: str):
+    from xaisec.explainers import explain_batches
+
+    return explain_batches(expl, x, torch.as_tensor(target), batch_size=batch_size,
+                           device=device, out_device="cpu", progress=True, desc=desc)
+
+
+def benign_maps(model_path, data_dir, inputs_path, interp: str, out_path, settings: dict,
+                device="cpu", rts_path=None, meta: dict | None = None) -> None:
+    """Interpreter ``interp``'s maps of the benign inputs for their labels (m_t of eq. 5)."""
+    device = torch.device(device)
+    model, mm = io.load_model(model_path, device)
+    model.eval()
+    inp = load_inputs(inputs_path, data_dir)
+    expl = build_interpreter(interp, model, settings, rts_path, device)
+    res = _explain(expl, inp["x"], inp["label"], settings["batch_size"], device,
+                   f"benign {interp}")
+    _write_maps(out_path, res.maps, inp, res.pred.numpy(), res.confidence.numpy(),
+                inp["label"], {**(meta or {}), "paper": "advedge", "interpreter": interp,
+                               "images": "benign", "settings": settings.get(interp, {}),
+                               "model_fingerprint": mm.get("fingerprint")})
+
+
+def adversarial_maps(model_path, data_dir, inputs_path, adv_path, interp: str, out_path,
+                     settings: dict, device="cpu", rts_path=None,
+                     meta: dict | None = None) -> None:
+    """Interpreter ``interp``'s maps of one attack's adversarial images for the class the
+    model predicts on them (y_t where the attack succeeded)."""
+    device = torch.device(device)
+    model, mm = io.load_model(model_path, device)
+    model.eval()
+    inp = load_inputs(inputs_path, data_dir)
+    adv = load_adversarial(adv_path, inp["sample"])
+    inp = _align(inp, adv["sample"], adv_path)
+    expl = build_interpreter(interp, model, settings, rts_path, device)
+    res = _explain(expl, adv["x"], adv["prediction"], settings["batch_size"], device,
+                   f"adversarial {interp}")
+    _write_maps(out_path, res.maps, inp, res.pred.numpy(), res.confidence.numpy(),
+                adv["prediction"], {**(meta or {}), "paper": "advedge", "interpreter": interp,
+                                    "images": "adversarial", "attack": adv["meta"],
+                                    "settings": settings.get(interp, {}),
+                                    "model_fingerprint": mm.get("fingerprint")})
+
+
+# ---------------------------------------------------------------- attacks
+
+#: the notebooks' per-variant schedule differences (``schedules: code``;
+#: docs/settings.md#advedge, "schedules per variant")
+CODE_SCHEDULES = {("grad", "advedge+"): {"stage1_steps": 200, "keep_best_every": 2},
+                  ("cam", "advedge+"): {"stage2": [{"c": [5.0, 10.0], "steps": 1000}]}}
+
+
+def attack_kwargs(interp: str, variant: str, settings: dict) -> dict:
+    """InterpretationPGD's arguments for one interpreter and variant from the ``advedge``
+    section: the interpreter's schedule (with the notebooks' per-variant step counts under
+    ``schedules: code``), the shared switches, and phi (``phi.rts`` for RTS)."""
+    s = dict(settings[interp])
+    kw = {k: s[k] for k in ("stage1_steps", "stage2", "keep_best", "keep_best_every",
+                            "best_threshold", "step", "max_step", "search", "search_steps",
+                            "confidence", "beta") if k in s}
+    if settings["schedules"] == "code":
+        kw.update(CODE_SCHEDULES.get((interp, variant), {}))
+    phi = settings["phi"]
+    kw.update(eps=settings["eps"], alpha=settings["alpha"], variant=variant,
+              phi=phi.get(interp, phi["default"]), edge_stages=settings["edge_stages"],
+              smoothing=settings["smoothing"])
+    return kw
+
+
+def build_term(interp: str, explainer, settings: dict):
+    from xaisec.attacks.interpretation import make_term
+
+    s = settings[interp]
+    kw = {}
+    if interp == "rts":
+        kw["encoder_weight"] = s.get("encoder_weight", 0.2)
+    if interp == "mask":
+        kw.update({k: s[k] for k in ("inner_steps", "after_steps", "resolve_every",
+                                     "resolve_iterations") if k in s})
+    return make_term(interp, explainer, **kw)
+
+
+def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, variant: str,
+               out_path, settings: dict, device="cpu", rts_path=None,
+               meta: dict | None = None) -> dict:
+    """One attack on every input, in batches; writes ``adv`` (float32 NCHW) and the records
+    (prediction, confidence, success, iterations, time_s) with the settings that produced
+    them. ``interp == "none"``: the plain targeted PGD reference (``reference_steps``)."""
+    from xaisec.attacks import AttackResult, InterpretationPGD, PGD
+
+    if framework != "pgd":
+        raise ValueError(f"framework {framework!r} is not built yet (PGD only)")
+    device = torch.device(device)
+    model, mm = io.load_model(model_path, device)
+    model.eval()
+    inp = load_inputs(inputs_path, data_dir)
+    if interp == "none":
+        attack = PGD(model, eps=settings["eps"], alpha=settings["alpha"],
+                     steps=settings["reference_steps"], random_start=False)
+        used = {"steps": settings["reference_steps"], "eps": settings["eps"],
+                "alpha": settings["alpha"]}
+    else:
+        kw = attack_kwargs(interp, variant, settings)
+        expl = build_interpreter(interp, model, settings, rts_path, device)
+        attack = InterpretationPGD(model, term=build_term(interp, expl, settings), **kw)
+        used = {**kw, "interpreter": settings[interp], "schedules": settings["schedules"]}
+    k = settings.get(interp, {}).get("max_images") if interp != "none" else None
+    inp = _first(inp, k)
+    x, y, t = inp["x"], torch.as_tensor(inp["label"]), torch.as_tensor(inp["target"])
+    bs = int(settings["batch_size"])
+    parts = []
+    for i in tqdm(range(0, len(x), bs), desc=f"{framework}-{interp}-{variant}", leave=False):
+        parts.append(attack.run(x[i:i + bs].to(device), y[i:i + bs].to(device),
+                                target=t[i:i + bs].to(device)).to("cpu"))
+    res = AttackResult.cat(parts)
+    rec = res.records()
+    linf = (res.adv - x).abs().flatten(1).amax(1).numpy()
+    attack_meta = {**(meta or {}), "framework": framework, "interpreter": interp,
+                   "variant": variant, "settings": used,
+                   "model_fingerprint": mm.get("fingerprint")}
+    with io.atomic_path(out_path, suffix=".npz") as tmp:
+        np.savez(tmp, sample=inp["sample"], adv=res.adv.numpy().astype(np.float32),
+                 linf=linf, meta=np.array(io.json_dumps(attack_meta)),
+                 **{k: v for k, v in rec.items()})
+    asr = float(rec["success"].mean()) if len(x) else float("nan")
+    return {**attack_meta, "n": int(len(x)), "asr": asr,
+            "seconds_per_input": float(rec["time_s"].mean()) if len(x) else None,
+            "linf_max": float(linf.max()) if len(x) else None}
+
+
+def _first(inp: dict, k: int | None) -> dict:
+    """The first ``k`` inputs (all when ``k`` is None): an interpreter's ``max_images``."""
+    if k is None:
+        return inp
+    return {key: (v[:k] if key in ("sample", "label", "target", "x") else v)
+            for key, v in inp.items()}
+
+
+def _align(inp: dict, sample: np.ndarray, what) -> dict:
+    """The inputs restricted to ``sample`` (an attack's images are a prefix of the inputs)."""
+    n = len(sample)
+    if not np.array_equal(inp["sample"][:n], sample):
+        raise ValueError(f"{what}: its samples are not the run's inputs; rerun the attack")
+    return _first(inp, n)
+
+
+def load_adversarial(path, sample=None) -> dict:
+    """An attack's images and records; ``sample``: check they belong to these inputs."""
+    import json
+
+    with np.load(path) as f:
+        arr = {k: f[k] for k in f.files}
+    if sample is not None and not np.array_equal(sample[:len(arr["sample"])], arr["sample"]):
+        raise ValueError(f"{path}: its samples are not the run's inputs; rerun the attack")
+    arr["meta"] = json.loads(str(arr["meta"]))
+    arr["x"] = torch.from_numpy(arr.pop("adv"))
+    return arr
+
+
+# ---------------------------------------------------------------- scores
+
+def score_run(files: dict, data_dir, out_path, settings: dict, meta: dict) -> pd.DataFrame:
+    """Per-sample scores of every attack of one run (``files``: the run's inputs, benign map
+    caches, adversarial images and map caches, as :meth:`AdvedgeTargets.run_files` names
+    them), written to ``out_path`` (Parquet)."""
+    from xaisec.metrics.similarity import l1_distance, noise_rate, topk_iou
+
+    inp = load_inputs(files["inputs"], data_dir)
+    frac = float(settings["iou_top_fraction"])
+    benign = {k[len("benign_"):]: read_explanations(p) for k, p in files.items()
+              if k.startswith("benign_")}
+    frames = []
+    for key, path in files.items():
+        if not key.startswith("adv_"):
+            continue
+        aid = key[len("adv_"):]
+        framework, attacked, variant = aid.split("-", 2)
+        adv = load_adversarial(path, inp["sample"])
+        sub = _align(inp, adv["sample"], path)
+        n = len(sub["sample"])
+        noise = noise_rate(sub["x"], adv["x"])
+        for mk, mp in files.items():
+            if not mk.startswith(f"maps_{aid}_"):
+                continue
+            interp = mk[len(f"maps_{aid}_"):]
+            es, b = read_explanations(mp), benign[interp]
+            if not (np.array_equal(es.sample, sub["sample"])
+                    and np.array_equal(b.sample, inp["sample"])):
+                raise ValueError(f"{mp}: cached samples differ from the inputs; rerun")
+            b_maps = b.maps[:n]
+            frames.append(pd.DataFrame({
+                **meta, "framework": framework, "attacked": attacked,
+                "interpreter": interp, "variant": variant,
+                "sample": sub["sample"], "label": sub["label"], "target": sub["target"],
+                "prediction": adv["prediction"], "success": adv["success"].astype(bool),
+                "confidence": adv["confidence"], "iterations": adv["iterations"],
+                "time_s": adv["time_s"], "linf": adv["linf"], "noise": noise,
+                "l1": l1_distance(es.maps, b_maps), "iou": topk_iou(es.maps, b_maps, frac),
+                "iou_top_fraction": frac,
+                "edge_stages": adv["meta"]["settings"].get("edge_stages", "n/a"),
+                "smoothing": adv["meta"]["settings"].get("smoothing", "n/a"),
+                "schedules": settings["schedules"],
+            }))
+    df = pd.concat(frames, ignore_index=True)
+    io.write_parquet(df, out_path)
+    return df
