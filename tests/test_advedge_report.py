@@ -39,7 +39,9 @@ def test_jobs_read_only_their_keys():
     assert "grad" in grad and "cam" not in grad and "reference_steps" not in grad
     ref = t.attack_settings(W(advint="none"))
     assert "reference_steps" in ref and not {"grad", "cam", "rts", "mask"} & set(ref)
-    assert set(t.interpreter_settings(W(interp="cam"))) == {"batch_size", "cam"}
+    assert t.interpreter_settings(W(interp="cam")) == {"batch_size": 50, "cam": {}}
+    assert set(t.interpreter_settings(W(interp="mask"))["mask"]) == {"solver"}
+    assert set(t.interpreter_settings(W(interp="grad"))["grad"]) == {"of", "pool"}
     other = AdvedgeTargets(config(cam={"stage1_steps": 7}))
     assert other.attack_settings(W(advint="grad")) == grad
     assert other.attack_settings(W(advint="cam")) != t.attack_settings(W(advint="cam"))
@@ -59,6 +61,8 @@ def test_rts_model_only_where_needed():
     assert t.needs_rts(W(advint="rts", **run))["rts"].endswith("advedge/rts.pt")
     assert "rts" in t.needs_rts(W(advint="none", **run))
     assert t.needs_rts(W(interp="rts", **run))
+    with pytest.raises(PlanError, match="training split"):
+        t.needs_rts(W(advint="rts", dataset="imagenet", model="resnet50", seed="0"))
 
 
 def test_figures_follow_the_data_sets():

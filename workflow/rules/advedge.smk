@@ -58,7 +58,7 @@ rule advedge_train_rts:
 rule advedge_benign_maps:
     input:
         unpack(PLAN.data_files),
-        unpack(ADVEDGE.needs_rts),
+        unpack(planned(ADVEDGE.needs_rts)),
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
         inputs=f"{ADV_RUN}/inputs.npz",
@@ -83,7 +83,7 @@ rule advedge_benign_maps:
 rule advedge_attack:
     input:
         unpack(PLAN.data_files),
-        unpack(ADVEDGE.needs_rts),
+        unpack(planned(ADVEDGE.needs_rts)),
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
         inputs=f"{ADV_RUN}/inputs.npz",
@@ -111,7 +111,7 @@ rule advedge_attack:
 rule advedge_adv_maps:
     input:
         unpack(PLAN.data_files),
-        unpack(ADVEDGE.needs_rts),
+        unpack(planned(ADVEDGE.needs_rts)),
         model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
         meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
         inputs=f"{ADV_RUN}/inputs.npz",

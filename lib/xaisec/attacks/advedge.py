@@ -132,12 +132,15 @@ class InterpretationPGD(Attack):
 
     # ------------------------------------------------------------------ steps
 
-    def _step(self, adv: Tensor, grad: Tensor, w: Tensor, batch: AttackBatch) -> Tensor:
-        """One descent step on ``grad`` (of the loss to minimise), weighted by ``w``."""
+    def _step(self, adv: Tensor, grad: Tensor, w: Tensor | None, batch: AttackBatch,
+              sign: bool = False) -> Tensor:
+        """One descent step on ``grad`` (of the loss to minimise), weighted by ``w`` (None: all
+        ones); ``sign``: PGD's signed step whatever ``step`` says (stage 1)."""
         x = batch.x
-        if self.step == "sign":
-            return project_linf(adv - self.alpha * w * grad.sign(), x, self.eps)
-        d = w * grad
+        if sign or self.step == "sign":
+            step = self.alpha * grad.sign()
+            return project_linf(adv - (step if w is None else w * step), x, self.eps)
+        d = grad if w is None else w * grad
         d = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         if self.search == "none":
             return project_linf(adv - self.beta * d, x, self.eps)
@@ -168,14 +171,15 @@ class InterpretationPGD(Attack):
     def forward(self, batch: AttackBatch) -> Crafted:
         x, t = batch.x, batch.target
         n = len(x)
-        w = edge_weights(sobel_edges(x), self.variant, self.phi)
-        w1 = w
-        w2 = w if self.edge_stages == "paper" else torch.ones_like(w)
+        # N_w per stage; None where it is all ones (ADV2; AdvEdge's stage 2 under "code")
+        w1 = None if self.variant == "adv2" else edge_weights(sobel_edges(x), self.variant,
+                                                               self.phi)
+        w2 = w1 if self.edge_stages == "paper" else None
         adv = x.clone()
         for _ in range(self.stage1_steps):
             # stage 1 is signed PGD on CE for every interpreter (MASK included)
             g = self._class_grad(adv, t)
-            adv = project_linf(adv - self.alpha * w1 * g.sign(), x, self.eps).detach()
+            adv = self._step(adv, g, w1, batch, sign=True).detach()
         iterations = torch.full((n,), self.stage1_steps, dtype=torch.long, device=x.device)
         if not self.stage2:
             return Crafted(adv, iterations)

@@ -13,6 +13,9 @@ FRAMEWORKS = ("pgd",)                       # part 2 adds cw and stadv
 INTERPRETERS = ("grad", "cam", "rts", "mask")
 VARIANTS = ("adv2", "advedge", "advedge+")
 REFERENCE = "pgd-none-plain"
+#: interpreter -> the keys of ``advedge.<interpreter>`` its explainer reads (the rest is the
+#: attack's schedule)
+EXPLAINER_KEYS = {"grad": ("of", "pool"), "cam": (), "rts": (), "mask": ("solver",)}
 LABELS = {"grad": "Grad", "cam": "CAM", "rts": "RTS", "mask": "MASK", "adv2": "ADV2",
           "advedge": "AdvEdge", "advedge+": "AdvEdge+", "plain": "PGD (no interpretation term)",
           "pgd": "PGD", "cw": "C&W", "stadv": "StAdv"}
@@ -103,6 +106,10 @@ class AdvedgeTargets(Plan):
             wildcards.get("advint") == "none" and "rts" in self.section["interpreters"])
         if not uses:
             return {}
+        if wildcards.dataset == "imagenet":
+            raise PlanError("AdvEdge's RTS interpreter trains on a training split, and imagenet "
+                            "holds evaluation images only: drop rts from "
+                            "advedge.interpreters for imagenet")
         rd = self.run_dir(wildcards.dataset, wildcards.model, wildcards.seed)
         return {"rts": f"{rd}/rts.pt"}
 
@@ -156,11 +163,13 @@ class AdvedgeTargets(Plan):
         return pick(self.section, "rts_training")
 
     def interpreter_settings(self, wildcards) -> dict:
+        """What a map job reads: the batch size and the interpreter's own explainer settings
+        (not its attack schedule, so a schedule change leaves the benign maps alone)."""
         interp = wildcards.get("interp") or wildcards.get("advint")
-        keys = ["batch_size"]
+        out = pick(self.section, "batch_size")
         if interp in INTERPRETERS:
-            keys.append(interp)
-        return pick(self.section, *keys)
+            out[interp] = pick(self.section[interp], *EXPLAINER_KEYS[interp])
+        return out
 
     def attack_settings(self, wildcards) -> dict:
         keys = ["batch_size", "eps", "alpha", "edge_stages", "smoothing", "schedules"]
