@@ -53,12 +53,14 @@ def make_inputs(model_path, data_dir, out_path, settings: dict, device="cpu",
     test = datasets.load_split(Path(data_dir) / "test.npz")
     order = eval_indices(len(test.x), None, settings["sample_seed"])
     n, bs = int(settings["n_images"]), int(settings["batch_size"])
-    keep, scanned = [], 0
+    keep, scanned, num_classes = [], 0, int(test.y.max() + 1)
     with torch.no_grad():
         for i in range(0, len(order), bs):
             idx = order[i:i + bs]
             x = to_float(nhwc_to_tensor(test.x[idx])).to(device)
-            pred = model(x).argmax(1).cpu().numpy()
+            logits = model(x)
+            num_classes = max(num_classes, logits.shape[1])
+            pred = logits.argmax(1).cpu().numpy()
             keep.extend(idx[pred == test.y[idx]].tolist())
             scanned += len(idx)
             if len(keep) >= n:
@@ -67,8 +69,6 @@ def make_inputs(model_path, data_dir, out_path, settings: dict, device="cpu",
     if len(keep) < n:
         print(f"warning: only {len(keep)} correctly classified test images (asked {n})")
     label = test.y[keep].astype(np.int64)
-    num_classes = int(max(test.y.max() + 1, model(to_float(nhwc_to_tensor(test.x[:1])).to(
-        device)).shape[1]))
     rng = np.random.default_rng(settings["target_seed"])
     target = (label + rng.integers(1, num_classes, size=len(label))) % num_classes
     with io.atomic_path(out_path, suffix=".npz") as tmp:
