@@ -13,8 +13,10 @@ from xaisec.attacks.base import (Attack, AttackBatch, AttackResult, Crafted, Ext
                    random_other_class)
 from xaisec.attacks.advedge import InterpretationPGD
 from xaisec.attacks.bim import BIM
+from xaisec.attacks.cw import InterpretationCW
 from xaisec.attacks.fgsm import FGSM
 from xaisec.attacks.pgd import PGD
+from xaisec.attacks.stadv import InterpretationStAdv
 
 #: attack name (lower case) -> class
 ATTACKS: dict[str, type[Attack]] = {
@@ -22,6 +24,8 @@ ATTACKS: dict[str, type[Attack]] = {
     "bim": BIM,
     "pgd": PGD,
     "advedge_pgd": InterpretationPGD,   # ADV2 / AdvEdge / AdvEdge+ (variant=...), targeted only
+    "advedge_cw": InterpretationCW,     # the same in the C&W L2 framework
+    "advedge_stadv": InterpretationStAdv,   # the same in the StAdv (flow) framework
 }
 
 
@@ -45,5 +49,5 @@ def make_attack(name: str, model: nn.Module, **kw) -> Attack:
 
 
 __all__ = ["ATTACKS", "Attack", "AttackBatch", "AttackResult", "BIM", "Crafted", "ExtraLossFn",
-           "FGSM", "InterpretationPGD", "LossFn", "PGD", "TargetFn", "make_attack", "random_other_class",
+           "FGSM", "InterpretationCW", "InterpretationPGD", "InterpretationStAdv", "LossFn", "PGD", "TargetFn", "make_attack", "random_other_class",
            "register_attack"]

@@ -44,7 +44,8 @@ from xaisec.attacks.edges import VARIANTS, edge_weights, sobel_edges
 from xaisec.attacks.interpretation import InterpretationTerm
 from xaisec.attacks.pgd import project_linf
 
-__all__ = ["InterpretationPGD", "parse_schedule", "smoothed_ce"]
+__all__ = ["InterpretationAttack", "InterpretationPGD", "KeepBest", "OptimizerAttack", "margin_loss",
+           "parse_schedule", "smoothed_ce"]
 
 
 def parse_schedule(stage2) -> list[tuple[tuple[float, float], int]]:
@@ -81,36 +82,79 @@ def _sample_uniforms(x: Tensor, seed: int, n: int) -> Tensor:
     return out.to(device=x.device, dtype=x.dtype)
 
 
-class InterpretationPGD(Attack):
-    """ADV2 / AdvEdge / AdvEdge+ with PGD (see the module docstring). Targeted only: pass
-    ``target=`` or a ``target_fn``. ``term=None`` (no interpreter) leaves the classification
-    loss alone (a plain targeted PGD, the reference row); ``c = 0`` skips the map."""
+def margin_loss(logits: Tensor, target: Tensor, kappa: float = 0.0) -> Tensor:
+    """C&W's targeted f (Carlini-Wagner 2017; AdvEdge eq. 4's l_prd): ``max(max_{i != t} z_i -
+    z_t, -kappa)`` per sample on the logits (N,)."""
+    zt = logits.gather(1, target[:, None])[:, 0]
+    other = logits.scatter(1, target[:, None], float("-inf")).amax(1)
+    return (other - zt).clamp_min(-float(kappa))
+
+
+class KeepBest:
+    """Keep-the-best of stage 2 (docs/settings.md#advedge, "keep the best"): every ``every``
+    stage-2 steps, a sample whose target probability exceeds ``threshold`` and whose map
+    distance is its smallest so far is stored; :meth:`result` returns the stored samples and
+    the last iterate of the others, with the iteration that produced each."""
+
+    def __init__(self, attack: "InterpretationAttack", adv: Tensor, offset: int):
+        self.attack, self.offset = attack, offset
+        self.enabled = attack.keep_best and attack.term is not None
+        n = len(adv)
+        self.best = adv.detach().clone()
+        self.best_d = torch.full((n,), math.inf, dtype=torch.float64, device=adv.device)
+        self.best_it = torch.full((n,), offset, dtype=torch.long, device=adv.device)
+
+    def update(self, adv: Tensor, state, it: int) -> None:
+        """After stage-2 step ``it`` (1-based) produced ``adv`` (detached)."""
+        a = self.attack
+        if not self.enabled or it % a.keep_best_every:
+            return
+        d, prob = a.term.distance(adv, state)
+        better = (prob > a.best_threshold) & (d.double() < self.best_d)
+        self.best = torch.where(better.view(-1, 1, 1, 1), adv, self.best)
+        self.best_d = torch.where(better, d.double(), self.best_d)
+        self.best_it = torch.where(better, torch.full_like(self.best_it, self.offset + it),
+                                   self.best_it)
+
+    def result(self, adv: Tensor, it: int) -> Crafted:
+        found = torch.isfinite(self.best_d)
+        out = torch.where(found.view(-1, 1, 1, 1), self.best, adv)
+        its = torch.where(found, self.best_it, torch.full_like(self.best_it, self.offset + it))
+        return Crafted(out, its)
+
+
+class InterpretationAttack(Attack):
+    """What ADV2, AdvEdge and AdvEdge+ share in every framework (PGD here, C&W in
+    :mod:`.cw`, StAdv in :mod:`.stadv`): the interpretation term, the variant's edge weights
+    per stage, the stage-2 schedule of c, label smoothing, keep-the-best, the seed of the
+    per-sample draws. Targeted only. A framework implements :meth:`Attack.forward` with
+    :meth:`stage_weights`, :meth:`stage2_loss` and :class:`KeepBest`."""
 
     requires_target = True
+    #: the framework's name in attack ids (``{framework}-{interpreter}-{variant}``)
+    framework: str = ""
 
-    def __init__(self, model: nn.Module, eps: float = 0.031, *,
+    def __init__(self, model: nn.Module, eps: float | None, *,
                  term: InterpretationTerm | None = None, variant: str = "adv2",
-                 phi: float = 0.1, alpha: float = 1 / 255, stage1_steps: int = 300,
+                 phi: float = 0.1, stage1_steps: int = 300,
                  stage2: Sequence = ((0.001, 301), (0.004, 201), (0.01, 101), (0.05, 101),
                                      (0.07, 50)),
                  edge_stages: str = "paper", smoothing: str = "paper",
                  smoothing_low: float = 0.95, smoothing_span: float = 0.04,
                  keep_best: bool = True, keep_best_every: int = 10,
-                 best_threshold: float = 0.8, step: str = "sign", max_step: float = 0.08,
-                 search: str = "sample", search_steps: int = 5, confidence: float = 0.9,
-                 beta: float = 0.05, seed: int = 0, **kw):
+                 best_threshold: float = 0.8, map_reduction: str = "sum", seed: int = 0,
+                 **kw):
         super().__init__(model, eps, **kw)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         for name, value, allowed in (("edge_stages", edge_stages, ("paper", "code")),
                                      ("smoothing", smoothing, ("paper", "code", "none")),
-                                     ("step", step, ("sign", "l2")),
-                                     ("search", search, ("sample", "batch", "none"))):
+                                     ("map_reduction", map_reduction, ("sum", "mean"))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         self.term = term
+        self.map_reduction = map_reduction
         self.variant, self.phi = variant, float(phi)
-        self.alpha = check_nonnegative("alpha", alpha)
         self.stage1_steps = int(check_nonnegative("stage1_steps", stage1_steps))
         self.stage2 = parse_schedule(stage2)
         self.edge_stages, self.smoothing = edge_stages, smoothing
@@ -118,17 +162,146 @@ class InterpretationPGD(Attack):
         self.keep_best = bool(keep_best)
         self.keep_best_every = check_steps("keep_best_every", keep_best_every)
         self.best_threshold = float(best_threshold)
-        self.step, self.search = step, search
-        self.max_step = check_nonnegative("max_step", max_step)
-        self.search_steps = check_steps("search_steps", search_steps)
-        self.confidence = float(confidence)
-        self.beta = check_nonnegative("beta", beta)
         self.seed = int(seed)
 
     def hyperparameters(self) -> dict:
         h = super().hyperparameters()
         h["term"] = None if self.term is None else self.term.name
         return h
+
+    def stage_weights(self, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """N_w of stage 1 and stage 2, (N, 1, H, W) each, None where all ones (ADV2; stage 2
+        under ``edge_stages="code"``)."""
+        w1 = None if self.variant == "adv2" else edge_weights(sobel_edges(x), self.variant,
+                                                               self.phi)
+        return w1, (w1 if self.edge_stages == "paper" else None)
+
+    def smoothing_draws(self, x: Tensor) -> Tensor | None:
+        """The (N, stage-2 steps) uniforms of label smoothing, None without smoothing."""
+        if self.smoothing == "none" or not self.stage2:
+            return None
+        return _sample_uniforms(x, self.seed, sum(s for _, s in self.stage2))
+
+    def schedule(self):
+        """Yield ``(phase, j, steps, c, it)`` for every stage-2 step: the phase index, the step
+        within it, its length, c (ramped) and the 0-based step overall."""
+        it = 0
+        for phase, ((c0, c1), steps) in enumerate(self.stage2):
+            for j in range(steps):
+                yield phase, j, steps, c0 + (c1 - c0) * (j / (steps - 1) if steps > 1 else 0.0), it
+                it += 1
+
+    def stage2_loss(self, a: Tensor, state, target: Tensor, c: float, j: int, steps: int,
+                    u: Tensor | None, it: int) -> tuple[Tensor, Tensor]:
+        """Per-sample stage-2 objective at the adversarial images ``a`` (in the graph):
+        label-smoothed CE (or CE) + c x l_int + the term's extra, and the logits. l_int is the
+        summed squared map difference (eq. 7), or its mean per map element under
+        ``map_reduction="mean"``."""
+        if self.term is not None and (c > 0 or self.term.has_extra):
+            logits, l_int, l_extra = self.term.loss(a, state)
+        else:
+            logits, l_int, l_extra = self.model(a), None, None
+        loss = self.prd_loss(logits, target, j, steps, u, it)
+        if l_int is not None:
+            if self.map_reduction == "mean":     # the notebooks' CAM/RTS C&W and StAdv losses
+                l_int = l_int / state["m_t"][0].numel()
+            loss = loss + c * l_int
+        if l_extra is not None:
+            loss = loss + l_extra
+        return loss, logits
+
+    def prd_loss(self, logits: Tensor, target: Tensor, j: int, steps: int, u: Tensor | None,
+                 it: int) -> Tensor:
+        """The classification loss of stage 2 (l_prd), per sample: CE against the smoothed
+        labels of step ``j`` of a ``steps``-long phase, or plain CE."""
+        if self.smoothing == "none":
+            return F.cross_entropy(logits, target, reduction="none")
+        low = self.smoothing_low + self.smoothing_span * j / steps
+        conf = low + (1 - low) * u[:, it]
+        others = logits.shape[1] - 1 if self.smoothing == "paper" else 9
+        return smoothed_ce(logits, target, conf, others)
+
+
+class OptimizerAttack(InterpretationAttack):
+    """An interpretation-aware attack that optimises a variable with Adam (C&W: w in tanh
+    space; StAdv: a flow field) rather than stepping on the image: :meth:`optimize` runs stage
+    1 or stage 2 on ``image(var) -> adversarial images`` plus a per-sample ``penalty(a, var)``
+    (the distance or flow term), a fresh optimiser per stage-2 phase (authors' code)."""
+
+    def __init__(self, model: nn.Module, eps: None = None, *, lr: float = 0.01,
+                 amsgrad: bool = True, prd_weight: float = 1.0, **kw):
+        super().__init__(model, eps, **kw)
+        self.lr = check_nonnegative("lr", lr)
+        self.amsgrad = bool(amsgrad)
+        self.prd_weight = check_nonnegative("prd_weight", prd_weight)
+
+    def _optimizer(self, var: Tensor) -> torch.optim.Optimizer:
+        return torch.optim.Adam([var], lr=self.lr, amsgrad=self.amsgrad)
+
+    @staticmethod
+    def _step(opt: torch.optim.Optimizer, var: Tensor, loss: Tensor) -> None:
+        # gradients of the variable only (nothing reaches the model's parameters)
+        (var.grad,) = torch.autograd.grad(loss.sum(), var)
+        opt.step()
+
+    def prd_loss(self, logits, target, j, steps, u, it):
+        """``prd_weight`` x the shared stage-2 classification loss."""
+        return self.prd_weight * super().prd_loss(logits, target, j, steps, u, it)
+
+    def stage1(self, var: Tensor, image, loss) -> Tensor:
+        """``stage1_steps`` Adam steps on ``loss(a, logits)`` (per sample) at ``a = image(var)``;
+        returns the images after the last step (detached)."""
+        opt = self._optimizer(var)
+        for _ in range(self.stage1_steps):
+            a = image(var)
+            self._step(opt, var, loss(a, self.model(a)))
+        with torch.no_grad():
+            return image(var)
+
+    def stage2_optimize(self, var: Tensor, image, penalty, batch: AttackBatch,
+                        adv: Tensor) -> Crafted:
+        """Stage 2 from the stage-1 images ``adv``: per step, the shared objective
+        (:meth:`stage2_loss`) plus ``penalty(a, var)``; keep-the-best; MASK's state updates."""
+        x, t = batch.x, batch.target
+        state = self.term.begin(x, batch.y, t) if self.term is not None else None
+        u = self.smoothing_draws(x)
+        best = KeepBest(self, adv, self.stage1_steps)
+        it, phase_now, opt = 0, None, None
+        for phase, j, steps, c, it in self.schedule():
+            if phase != phase_now:                       # a fresh optimiser per c
+                opt, phase_now = self._optimizer(var), phase
+            a = image(var)
+            loss, _ = self.stage2_loss(a, state, t, c, j, steps, u, it)
+            self._step(opt, var, loss + penalty(a, var))
+            with torch.no_grad():
+                adv = image(var)
+            if self.term is not None:
+                self.term.after_step(adv, state, it + 1)
+            best.update(adv, state, it + 1)
+        return best.result(adv, it + 1)
+
+
+class InterpretationPGD(InterpretationAttack):
+    """ADV2 / AdvEdge / AdvEdge+ with PGD (see the module docstring). Targeted only: pass
+    ``target=`` or a ``target_fn``. ``term=None`` (no interpreter) leaves the classification
+    loss alone (a plain targeted PGD, the reference row); ``c = 0`` skips the map."""
+
+    framework = "pgd"
+
+    def __init__(self, model: nn.Module, eps: float = 0.031, *, alpha: float = 1 / 255,
+                 step: str = "sign", max_step: float = 0.08, search: str = "sample",
+                 search_steps: int = 5, confidence: float = 0.9, beta: float = 0.05, **kw):
+        super().__init__(model, eps, **kw)
+        for name, value, allowed in (("step", step, ("sign", "l2")),
+                                     ("search", search, ("sample", "batch", "none"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        self.alpha = check_nonnegative("alpha", alpha)
+        self.step, self.search = step, search
+        self.max_step = check_nonnegative("max_step", max_step)
+        self.search_steps = check_steps("search_steps", search_steps)
+        self.confidence = float(confidence)
+        self.beta = check_nonnegative("beta", beta)
 
     # ------------------------------------------------------------------ steps
 
@@ -170,60 +343,25 @@ class InterpretationPGD(Attack):
 
     def forward(self, batch: AttackBatch) -> Crafted:
         x, t = batch.x, batch.target
-        n = len(x)
-        # N_w per stage; None where it is all ones (ADV2; AdvEdge's stage 2 under "code")
-        w1 = None if self.variant == "adv2" else edge_weights(sobel_edges(x), self.variant,
-                                                               self.phi)
-        w2 = w1 if self.edge_stages == "paper" else None
+        w1, w2 = self.stage_weights(x)
         adv = x.clone()
         for _ in range(self.stage1_steps):
             # stage 1 is signed PGD on CE for every interpreter (MASK included)
             g = self._class_grad(adv, t)
             adv = self._step(adv, g, w1, batch, sign=True).detach()
-        iterations = torch.full((n,), self.stage1_steps, dtype=torch.long, device=x.device)
         if not self.stage2:
-            return Crafted(adv, iterations)
+            return Crafted(adv, self.stage1_steps)
 
         state = self.term.begin(x, batch.y, t) if self.term is not None else None
-        num_classes = None
-        total = sum(s for _, s in self.stage2)
-        u = _sample_uniforms(x, self.seed, total) if self.smoothing != "none" else None
-        best = adv.clone()
-        best_d = torch.full((n,), math.inf, dtype=torch.float64, device=x.device)
-        best_it = iterations.clone()
+        u = self.smoothing_draws(x)
+        best = KeepBest(self, adv, self.stage1_steps)
         it = 0
-        for (c0, c1), steps in self.stage2:
-            for j in range(steps):
-                c = c0 + (c1 - c0) * (j / (steps - 1) if steps > 1 else 0.0)
-                a = adv.detach().requires_grad_(True)
-                if self.term is not None and (c > 0 or self.term.has_extra):
-                    logits, l_int, l_extra = self.term.loss(a, state)
-                else:
-                    logits, l_int, l_extra = self.model(a), None, None
-                num_classes = logits.shape[1]
-                if self.smoothing == "none":
-                    ce = F.cross_entropy(logits, t, reduction="none")
-                else:
-                    low = self.smoothing_low + self.smoothing_span * j / steps
-                    conf = low + (1 - low) * u[:, it]
-                    others = num_classes - 1 if self.smoothing == "paper" else 9
-                    ce = smoothed_ce(logits, t, conf, others)
-                loss = ce if l_int is None else ce + c * l_int
-                if l_extra is not None:
-                    loss = loss + l_extra
-                (g,) = torch.autograd.grad(loss.sum(), a)
-                adv = self._step(adv, g, w2, batch).detach()
-                it += 1
-                if self.term is not None:
-                    self.term.after_step(adv, state, it)
-                if self.keep_best and self.term is not None and it % self.keep_best_every == 0:
-                    d, prob = self.term.distance(adv, state)
-                    better = (prob > self.best_threshold) & (d.double() < best_d)
-                    best = torch.where(better.view(-1, 1, 1, 1), adv, best)
-                    best_d = torch.where(better, d.double(), best_d)
-                    best_it = torch.where(better, torch.full_like(best_it, self.stage1_steps + it),
-                                          best_it)
-        found = torch.isfinite(best_d)
-        out = torch.where(found.view(-1, 1, 1, 1), best, adv)
-        its = torch.where(found, best_it, torch.full_like(best_it, self.stage1_steps + it))
-        return Crafted(out, its)
+        for _, j, steps, c, it in self.schedule():
+            a = adv.detach().requires_grad_(True)
+            loss, _ = self.stage2_loss(a, state, t, c, j, steps, u, it)
+            (g,) = torch.autograd.grad(loss.sum(), a)
+            adv = self._step(adv, g, w2, batch).detach()
+            if self.term is not None:
+                self.term.after_step(adv, state, it + 1)
+            best.update(adv, state, it + 1)
+        return best.result(adv, it + 1)
