@@ -26,7 +26,11 @@ class W(dict):
 def test_attack_grid_and_reference():
     t = AdvedgeTargets(config())
     ids = t.attacks()
-    assert len(ids) == 4 * 3 + 1 and REFERENCE in ids
+    assert len(ids) == 3 * 4 * 3 + 1 and REFERENCE in ids
+    assert {"cw-mask-advedge+", "stadv-rts-adv2"} <= set(ids)
+    small = AdvedgeTargets(config(cw={"interpreters": ["grad"]}, frameworks=["pgd", "cw"]))
+    assert len(small.attacks()) == 4 * 3 + 3 + 1
+    assert not any(a.startswith("cw-") and "-grad-" not in a for a in small.attacks())
     assert t.attack_interpreters(REFERENCE) == ["grad", "cam", "rts", "mask"]
     assert t.attack_interpreters("pgd-cam-advedge") == ["cam"]
     files = t.run_files("cifar10", "resnet20", 1)
@@ -35,16 +39,29 @@ def test_attack_grid_and_reference():
 
 def test_jobs_read_only_their_keys():
     t = AdvedgeTargets(config())
-    grad = t.attack_settings(W(advint="grad"))
+    grad = t.attack_settings(W(advfw="pgd", advint="grad"))
     assert "grad" in grad and "cam" not in grad and "reference_steps" not in grad
-    ref = t.attack_settings(W(advint="none"))
+    ref = t.attack_settings(W(advfw="pgd", advint="none"))
     assert "reference_steps" in ref and not {"grad", "cam", "rts", "mask"} & set(ref)
     assert t.interpreter_settings(W(interp="cam")) == {"batch_size": 50, "cam": {}}
     assert set(t.interpreter_settings(W(interp="mask"))["mask"]) == {"solver"}
     assert set(t.interpreter_settings(W(interp="grad"))["grad"]) == {"of", "pool"}
     other = AdvedgeTargets(config(cam={"stage1_steps": 7}))
-    assert other.attack_settings(W(advint="grad")) == grad
-    assert other.attack_settings(W(advint="cam")) != t.attack_settings(W(advint="cam"))
+    assert other.attack_settings(W(advfw="pgd", advint="grad")) == grad
+    pgd_cam, cw_cam = W(advfw="pgd", advint="cam"), W(advfw="cw", advint="cam")
+    assert other.attack_settings(pgd_cam) != t.attack_settings(pgd_cam)
+    # C&W reads its own schedule and the interpreter's explainer/term keys, not PGD's schedule
+    assert other.attack_settings(cw_cam) == t.attack_settings(cw_cam)
+    cw_grad = t.attack_settings(W(advfw="cw", advint="grad"))
+    assert set(cw_grad) == {"batch_size", "edge_stages", "schedules", "phi", "cw", "grad"}
+    assert set(cw_grad["grad"]) == {"of", "pool"} and set(cw_grad["cw"]) - {"grad"} == {
+        "lr", "amsgrad", "cls_weight", "kappa", "dist_weight", "smoothing"}
+    assert set(t.attack_settings(W(advfw="cw", advint="mask"))["mask"]) == {
+        "solver", "inner_steps", "after_steps", "resolve_every", "resolve_iterations"}
+    changed = AdvedgeTargets(config(cw={"grad": {"stage1_steps": 3}}))
+    assert changed.attack_settings(W(advfw="cw", advint="grad")) != cw_grad
+    assert changed.attack_settings(W(advfw="stadv", advint="grad")) == t.attack_settings(
+        W(advfw="stadv", advint="grad"))
 
 
 def test_partial_interpreter_section_keeps_its_own_defaults():
@@ -52,6 +69,15 @@ def test_partial_interpreter_section_keeps_its_own_defaults():
     assert c["cam"]["stage2"] == [{"c": [5.0, 10.0], "steps": 500}]
     assert c["cam"]["keep_best"] is False and c["grad"]["keep_best"] is True
     assert c["mask"]["step"] == "l2" and c["mask"]["stage1_steps"] == 400
+
+
+def test_partial_framework_section_keeps_each_interpreters_defaults():
+    c = config(cw={"cam": {"stage1_steps": 7}}, stadv={"tau": 0.001})["advedge"]
+    assert c["cw"]["cam"]["stage2"] == [{"c": [5.0, 10.0], "steps": 1500}]
+    assert c["cw"]["cam"]["map_reduction"] == "mean" and c["cw"]["cam"]["stage1_steps"] == 7
+    assert c["cw"]["grad"]["prd_weight"] == 2.0 and c["cw"]["mask"]["lr"] == 0.005
+    assert c["stadv"]["tau"] == 0.001 and c["stadv"]["cam"]["stage1_steps"] == 200
+    assert c["stadv"]["edge_on"] == "flow" and c["stadv"]["neighbours"] == "paper"
 
 
 def test_rts_model_only_where_needed():
@@ -133,3 +159,87 @@ def test_similarity_metrics():
     x = np.random.default_rng(1).random((2, 3, 16, 16))
     assert np.allclose(noise_rate(x, x), 0)
     assert (noise_rate(x, np.clip(x + 0.1, 0, 1)) > 0).all()
+
+
+# ---------------------------------------------------------------- part 2
+
+def test_transfer_plan_and_targets():
+    t = AdvedgeTargets(config(datasets=["cifar10"], models=["resnet20"]))
+    files = t.transfer_files("cifar10", "resnet20", 1)
+    adv = [k for k in files if k.startswith("adv_")]
+    assert len(adv) == 36 and "adv_pgd-none-plain" not in files
+    assert files["transfer_cw-cam-advedge"].endswith("cw-cam-advedge/transfer")
+    assert files["maps_stadv-rts-adv2_rts"].endswith("stadv-rts-adv2/maps-rts.parquet")
+    names = {p.rsplit("/", 1)[1] for p in t.targets()}
+    assert {"advedge_table2.md", "advedge_fig6.png", "advedge_fig7.png"} <= names
+    s = t.transfer_settings(W(dataset="cifar10", model="resnet20", seed="1"))
+    assert s["transfer"] == {"n_samples": 100, "seed": 0}
+    assert set(s) == {"batch_size", "interpreters", "grad", "cam", "rts", "mask", "transfer"}
+    run = dict(dataset="cifar10", model="resnet20", seed="1")
+    assert t.transfer_needs_rts(W(advint="rts", **run)) == {}
+    assert "rts" in t.transfer_needs_rts(W(advint="grad", **run))
+    pgd_only = AdvedgeTargets(config(transfer={"frameworks": ["pgd"]}))
+    assert all(a.startswith("pgd-") for a in pgd_only.transfer_attacks())
+    off = AdvedgeTargets(config(datasets=["cifar10"], transfer={"n_samples": 0}))
+    off_names = {p.rsplit("/", 1)[1] for p in off.targets()}
+    assert "advedge_table2.md" not in off_names and "advedge_fig6.png" not in off_names
+    with pytest.raises(PlanError, match="transfer study"):
+        off.table_inputs(W(name="table2"))
+
+
+def test_transfer_subset_is_seeded_successful_and_per_attack():
+    from xaisec.papers.advedge.experiment import transfer_subset
+
+    ok = np.array([True, False] * 50)
+    a = transfer_subset(ok, 10, 0, "pgd-grad-adv2")
+    assert len(a) == 10 and ok[a].all() and (np.diff(a) > 0).all()
+    assert np.array_equal(a, transfer_subset(ok, 10, 0, "pgd-grad-adv2"))
+    assert not np.array_equal(a, transfer_subset(ok, 10, 0, "pgd-grad-advedge"))
+    assert not np.array_equal(a, transfer_subset(ok, 10, 1, "pgd-grad-adv2"))
+    assert len(transfer_subset(ok, 500, 0, "x")) == 50          # every success when fewer
+
+
+def test_transfer_table_joins_the_papers_cell_of_the_same_family(tmp_path):
+    rows = []
+    for src in ("grad", "cam"):
+        for tgt in ("grad", "cam"):
+            for s in range(4):
+                rows.append({"dataset": "cifar10", "model": "resnet20", "seed": 1,
+                             "framework": "pgd", "source": src, "variant": "advedge",
+                             "target": tgt, "diagonal": src == tgt, "sample": s,
+                             "l1": 0.1 if src == tgt else 0.3, "n_success": 9,
+                             "edge_stages": "paper"})
+    df = pd.DataFrame(rows)
+    df["paper_dataset"], df["arch"] = "cifar10", "resnet20"
+    t2 = report.write_transfer_table(df, tmp_path / "t2.csv", tmp_path / "t2.md")
+    cell = t2[(t2["source"] == "Grad") & (t2["target"] == "CAM")].iloc[0]
+    assert cell["paper_imagenet"] == 0.241 and cell["l1"] == pytest.approx(0.3)   # Table II
+    assert t2[t2["diagonal"]]["l1"].eq(0.1).all() and (t2["n"] == 4).all()
+    md = (tmp_path / "t2.md").read_text()
+    assert "0.300 (0.241)" in md and "CAM AdvEdge" in md
+
+
+def test_box_outliers_are_those_above_the_upper_whisker():
+    l1 = [0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.90]
+    df = pd.DataFrame({"dataset": "d", "model": "m", "framework": "pgd", "attacked": "grad",
+                       "interpreter": "grad", "variant": "adv2", "sample": range(7),
+                       "success": True, "l1": l1})
+    # a transferred (other-interpreter) row and a failed one never count
+    df = pd.concat([df, df.assign(interpreter="cam", l1=5.0), df.assign(success=False, l1=9.0)])
+    out = report.box_outliers(df)
+    assert out["sample"].tolist() == [6] and out["l1"].tolist() == [0.9]
+    q1, q3 = np.percentile(l1, [25, 75])
+    assert out["limit"].iloc[0] == pytest.approx(q3 + 1.5 * (q3 - q1))
+
+
+def test_framework_kwargs_from_the_config():
+    from xaisec.papers.advedge.experiment import framework_kwargs
+
+    a = config()["advedge"]
+    kw = framework_kwargs("cw", "grad", "advedge+", a)
+    assert kw["prd_weight"] == 2.0 and kw["best_threshold"] == 0.75 and kw["lr"] == 0.01
+    assert kw["stage2"][-1] == {"c": 0.2, "steps": 101} and kw["variant"] == "advedge+"
+    assert kw["cls_weight"] == 1e-4 and kw["smoothing"] == "none" and "max_images" not in kw
+    mask = framework_kwargs("stadv", "mask", "adv2", a)
+    assert mask["lr"] == 0.005 and mask["tau"] == 5e-4 and mask["edge_on"] == "flow"
+    assert framework_kwargs("stadv", "cam", "adv2", a)["map_reduction"] == "mean"

@@ -360,11 +360,12 @@ def test_smoothgrad_with_the_devices_own_generator():
 
 # ---------------------------------------------------------------- attacks
 
+@pytest.mark.parametrize("framework", ["pgd", "cw", "stadv"])
 @pytest.mark.parametrize("interp", ["grad", "cam"])
-def test_interpretation_aware_attack(interp):
-    """AdvEdge-PGD with the Grad (second-order, smoothed ReLU) or CAM term on the device vs
-    the CPU: both stay in the box, and the map distance they reach is close (<= 20%)."""
-    from xaisec.attacks import InterpretationPGD
+def test_interpretation_aware_attack(interp, framework):
+    """AdvEdge (PGD, C&W, StAdv) with the Grad (second-order, smoothed ReLU) or CAM term on the
+    device vs the CPU: PGD stays in the box, and the map distance they reach is close (<= 20%)."""
+    from xaisec.attacks import make_attack
     from xaisec.attacks.interpretation import make_term
     from xaisec.explainers import make_explainer
 
@@ -377,10 +378,12 @@ def test_interpretation_aware_attack(interp):
         expl = make_explainer("adv2grad" if interp == "grad" else "cam", model,
                               **({} if interp == "grad" else {"upsample": False}))
         term = make_term(interp, expl)
-        atk = InterpretationPGD(model, term=term, variant="advedge", stage1_steps=3,
-                                stage2=[(0.05, 6)], keep_best_every=2)
+        atk = make_attack(f"advedge_{framework}", model, term=term, variant="advedge",
+                          stage1_steps=3, stage2=[(0.05, 6)], keep_best_every=2)
         adv = atk(x.to(d), y.to(d), target=t.to(d))
-        assert adv.device.type == d.type and (adv.cpu() - x).abs().max() <= 0.031 + 1e-6
+        assert adv.device.type == d.type and 0 <= adv.min() and adv.max() <= 1
+        if framework == "pgd":
+            assert (adv.cpu() - x).abs().max() <= 0.031 + 1e-6
         state = term.begin(x.to(d), y.to(d), t.to(d))
         dist[key] = float(term.distance(adv, state)[0].sum())
     assert abs(dist["dev"] - dist["cpu"]) <= 0.2 * max(dist["cpu"], 1e-6), dist
@@ -410,7 +413,9 @@ def test_attack(name, targeted):
 
     if ATTACKS[name].requires_target and not targeted:
         pytest.skip(f"{name} is targeted only")
-    quick = {"pgd": {"steps": 10}, "advedge_pgd": {"stage1_steps": 5, "stage2": [(0.0, 5)]}}
+    quick = {"pgd": {"steps": 10},
+             **{f"advedge_{fw}": {"stage1_steps": 5, "stage2": [(0.0, 5)]}
+                for fw in ("pgd", "cw", "stadv")}}
     for key, model, d in (("cpu", m_cpu, torch.device("cpu")), ("dev", m_dev, dev())):
         kw = {"target_fn": random_other_class(10, torch.Generator().manual_seed(2))} \
             if targeted else {}

@@ -99,21 +99,41 @@ def test_smoke_advedge_outputs(smoke_run):
     out = smoke_run / "results" / "smoke"
     run = out / "shapes" / "resnet20" / "seed1" / "advedge"
     scores = pd.read_parquet(run / "scores.parquet")
-    attacks = set(zip(scores["attacked"], scores["variant"]))
-    assert attacks == {(i, v) for i in ("grad", "cam", "rts", "mask")
-                       for v in ("adv2", "advedge", "advedge+")} | {("none", "plain")}
-    assert (scores["linf"] <= 0.031 + 1e-6).all() and scores["l1"].between(0, 1).all()
+    attacks = set(zip(scores["framework"], scores["attacked"], scores["variant"]))
+    grid = {"pgd": ("grad", "cam", "rts", "mask"), "cw": ("grad", "rts"),
+            "stadv": ("cam", "mask")}          # smoke.yaml: advedge.<framework>.interpreters
+    assert attacks == {(f, i, v) for f, interps in grid.items() for i in interps
+                       for v in ("adv2", "advedge", "advedge+")} | {("pgd", "none", "plain")}
+    pgd = scores[scores["framework"] == "pgd"]
+    assert (pgd["linf"] <= 0.031 + 1e-6).all() and scores["l1"].between(0, 1).all()
     assert set(scores[scores["attacked"] == "none"]["interpreter"]) == {"grad", "cam", "rts",
                                                                         "mask"}
     t7 = pd.read_csv(out / "tables" / "advedge_table7.csv")
-    assert len(t7) == 13 and t7["asr"].between(0, 100).all() and (t7["n"] == 8).all()
+    assert len(t7) == 25 and t7["asr"].between(0, 100).all() and (t7["n"] == 8).all()
     assert (t7[t7["variant"] != "PGD (no interpretation term)"]["paper"] == 100).all()
+    assert set(t7["framework"]) == {"PGD", "C&W", "StAdv"}
     t1 = pd.read_csv(out / "tables" / "advedge_table1.csv")
     assert (t1["seconds"] > 0).all() and t1["paper"].notna().all()   # shapes stands for CIFAR-10
     comp = (out / "tables" / "advedge_comparison.md").read_text()
     assert "p_lower_l1" in comp and "edge_stages: paper" in comp
-    for n in (1, 9, 10, 12, 15):
+    for n in (1, 6, 7, 9, 10, 12, 15):
         assert (out / "figures" / f"advedge_fig{n}.png").stat().st_size > 10_000
+    # Table II: each PGD attack's transfer subset under every interpreter; its diagonal is the
+    # attack's own L1 on the same inputs (the scores' rows), the paper's ImageNet cell beside
+    tr = pd.read_parquet(run / "transfer.parquet")
+    assert set(tr["framework"]) == {"pgd"} and set(tr["target"]) == set(grid["pgd"])
+    own = scores[scores["attacked"] == scores["interpreter"]]
+    diag = tr[tr["diagonal"]].merge(own, left_on=["framework", "source", "variant", "sample"],
+                                    right_on=["framework", "attacked", "variant", "sample"],
+                                    suffixes=("", "_own"))
+    assert len(diag) == int(tr["diagonal"].sum()) > 0
+    np.testing.assert_allclose(diag["l1"], diag["l1_own"], rtol=0, atol=1e-12)
+    assert (own.merge(tr[["source", "variant", "sample"]].drop_duplicates(),
+                      left_on=["attacked", "variant", "sample"],
+                      right_on=["source", "variant", "sample"])["success"]).all()
+    t2 = pd.read_csv(out / "tables" / "advedge_table2.csv")
+    assert len(t2) == 12 * 4 and t2["paper_imagenet"].notna().all()
+    assert (t2["n"] <= 4).all()
     # every interpreter's benign map overlaps the object mask better than a random map
     inputs = np.load(run / "inputs.npz")
     masks = load_split(out / "data" / "shapes" / "test.npz").mask[inputs["sample"]] != 0
@@ -266,7 +286,11 @@ def test_full_config_plans_every_job(profile):
     for rule, n in (("fetch_data", 3), ("prepare_data", 3), ("train_clean", 2 * 2 + 5 * 2 + 7),
                     ("evaluate_clean", 4), ("table_clean_accuracy", 1),
                     ("finetune_scenario", 2 * 9 * 2), ("advedge_train_rts", 8),
-                    ("advedge_attack", 8 * 13), ("advedge_adv_maps", 8 * 16)):
+                    # AdvEdge: 3 frameworks x 4 interpreters x 3 variants + the PGD reference,
+                    # each attack's own maps + the reference's 4, the other 3 interpreters'
+                    # maps of every attack's transfer subset (one job per attack)
+                    ("advedge_attack", 8 * 37), ("advedge_adv_maps", 8 * 40),
+                    ("advedge_transfer_maps", 8 * 36)):
         assert any(line.split()[:2] == [rule, str(n)] for line in text.splitlines()), text
 
 
@@ -307,11 +331,18 @@ def _planned_rules(res) -> dict:
     # a LIME setting reruns the LIME caches and what reads them, not the FGSM/BIM images
     ("fgsmxai: {lime: {n_samples: 120}}",
      {"fgsmxai_explain", "fgsmxai_table", "fgsmxai_figure", "all"}, {"fgsmxai_inputs"}),
-    # a CAM schedule reruns the CAM attacks and what reads them, not RTS or the other attacks
+    # a CAM schedule reruns the PGD CAM attacks and what reads them (their transfer maps
+    # included), not RTS, the other attacks or StAdv's CAM attacks
     ("advedge: {cam: {stage1_steps: 4}}",
      {"advedge_attack", "advedge_adv_maps", "advedge_scores", "advedge_table",
-      "advedge_box_figure", "advedge_example_figure", "all"},
+      "advedge_box_figure", "advedge_example_figure", "advedge_transfer_maps",
+      "advedge_transfer_scores", "advedge_run_figure", "all"},
      {"advedge_train_rts", "advedge_inputs", "advedge_benign_maps"}),
+    # a C&W schedule reruns the C&W Grad attacks only (smoke transfers PGD's attacks only)
+    ("advedge: {cw: {grad: {stage1_steps: 4}}}",
+     {"advedge_attack", "advedge_adv_maps", "advedge_scores", "advedge_table",
+      "advedge_box_figure", "advedge_example_figure", "advedge_run_figure", "all"},
+     {"advedge_train_rts", "advedge_inputs", "advedge_benign_maps", "advedge_transfer_maps"}),
 ])
 def test_a_setting_reruns_only_what_reads_it(smoke_run, change, expected, forbidden):
     extra = smoke_run / "change.yaml"
@@ -324,6 +355,9 @@ def test_a_setting_reruns_only_what_reads_it(smoke_run, change, expected, forbid
     if "lime" in change:
         assert planned["fgsmxai_explain"] == 3  # clean, FGSM, BIM with LIME
     if "cam" in change:
+        assert planned["advedge_attack"] == 3 and planned["advedge_adv_maps"] == 3
+        assert planned["advedge_transfer_maps"] == 3
+    if "cw" in change:
         assert planned["advedge_attack"] == 3 and planned["advedge_adv_maps"] == 3
 
 

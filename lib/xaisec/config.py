@@ -77,9 +77,12 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     adv = config.get("advedge")
     if isinstance(adv, dict):
         props = schema["properties"]["advedge"]["properties"]
-        for interp in ("grad", "cam", "rts", "mask"):
-            if isinstance(adv.get(interp), dict):
-                adv[interp] = _deep_merge(props[interp].get("default", {}), adv[interp])
+        sections = [(adv, props)] + [(adv[fw], props[fw]["properties"]) for fw in ("cw", "stadv")
+                                     if isinstance(adv.get(fw), dict)]
+        for sec, sec_props in sections:
+            for interp in ("grad", "cam", "rts", "mask"):
+                if isinstance(sec.get(interp), dict):
+                    sec[interp] = _deep_merge(sec_props[interp].get("default", {}), sec[interp])
     _check(config, schema, schema)
     # a partial `backdoor.hyper` changes only the entries it names
     hyper_default = schema["properties"]["backdoor"]["properties"]["hyper"]["default"]

@@ -1,6 +1,7 @@
-# AdvEdge paper (part 1, PGD): inputs, the RTS saliency model, benign maps, the attacks (ADV2,
-# AdvEdge, AdvEdge+ x Grad, CAM, RTS, MASK, plus a plain PGD reference), their maps cached to
-# Parquet, per-run scores, then Tables I, VII, VIII, the comparison table and Figures 1-5, 9-15.
+# AdvEdge paper: inputs, the RTS saliency model, benign maps, the attacks (PGD, C&W, StAdv x
+# ADV2, AdvEdge, AdvEdge+ x Grad, CAM, RTS, MASK, plus a plain PGD reference), their maps cached
+# to Parquet, per-run scores, the transfer study (each attack's subset explained by the other
+# interpreters), then Tables I, II, VII, VIII, the comparison table and Figures 1-7, 9-15.
 
 ADV_RUN = f"{R}/{{dataset}}/{{model}}/seed{{seed}}/advedge"
 
@@ -134,6 +135,32 @@ rule advedge_adv_maps:
         "../../scripts/advedge_maps.py"
 
 
+rule advedge_transfer_maps:
+    input:
+        unpack(PLAN.data_files),
+        unpack(ADVEDGE.transfer_needs_rts),
+        model=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.pt",
+        meta=f"{R}/{{dataset}}/{{model}}/seed{{seed}}/clean/model.json",
+        inputs=f"{ADV_RUN}/inputs.npz",
+        adv=f"{ADV_RUN}/{{advfw}}-{{advint}}-{{advvar}}/adv.npz",
+    output:
+        directory(f"{ADV_RUN}/{{advfw}}-{{advint}}-{{advvar}}/transfer"),
+    params:
+        settings=ADVEDGE.transfer_settings,
+        code=code("advedge_maps.py"),
+    log:
+        f"{R}/logs/advedge_transfer_maps/{{dataset}}-{{model}}-seed{{seed}}-{{advfw}}-{{advint}}-{{advvar}}.log",
+    threads: 2
+    resources:
+        gpu=1,
+        runtime=60,
+        mem_mb=8000,
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/advedge_maps.py"
+
+
 rule advedge_scores:
     input:
         unpack(PLAN.data_files),
@@ -145,6 +172,23 @@ rule advedge_scores:
         code=code("advedge_scores.py"),
     log:
         f"{R}/logs/advedge_scores/{{dataset}}-{{model}}-seed{{seed}}.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/advedge_scores.py"
+
+
+rule advedge_transfer_scores:
+    input:
+        unpack(PLAN.data_files),
+        unpack(ADVEDGE.transfer_inputs),
+    output:
+        f"{ADV_RUN}/transfer.parquet",
+    params:
+        settings=ADVEDGE.transfer_settings,
+        code=code("advedge_scores.py"),
+    log:
+        f"{R}/logs/advedge_transfer_scores/{{dataset}}-{{model}}-seed{{seed}}.log",
     conda:
         "../../environment.yml"
     script:
@@ -163,7 +207,7 @@ rule advedge_table:
         ),
         md=f"{R}/tables/advedge_{{name}}.md",
     wildcard_constraints:
-        name="table1|table7|table8|comparison",
+        name="table1|table2|table7|table8|comparison",
     params:
         runs=ADVEDGE.run_params,
         caption=ADVEDGE.caption,
@@ -227,8 +271,36 @@ rule advedge_example_figure:
         "../../scripts/advedge_figure.py"
 
 
+rule advedge_run_figure:
+    input:
+        unpack(planned(ADVEDGE.run_figure_inputs)),
+    output:
+        png=report(
+            f"{R}/figures/advedge_fig{{n}}.png",
+            caption="../report/caption.rst",
+            category="AdvEdge paper",
+            subcategory="Figures 6, 7",
+        ),
+        pdf=f"{R}/figures/advedge_fig{{n}}.pdf",
+    wildcard_constraints:
+        n="6|7",
+    params:
+        run=planned(ADVEDGE.figure_run_params),
+        settings=ADVEDGE.figure_settings,
+        caption=ADVEDGE.caption,
+        code=code("advedge_figure.py"),
+    log:
+        f"{R}/logs/figures/advedge_fig{{n}}.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/advedge_figure.py"
+
+
 localrules:
     advedge_scores,
+    advedge_transfer_scores,
+    advedge_run_figure,
     advedge_table,
     advedge_box_figure,
     advedge_example_figure,

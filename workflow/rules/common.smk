@@ -53,7 +53,7 @@ wildcard_constraints:
     scenario="c3|c5",
     n=r"\d+",
     interp="grad|cam|rts|mask",
-    advfw="pgd",
+    advfw="pgd|cw|stadv",
     advint="grad|cam|rts|mask|none",
     advvar="adv2|advedge|advedge\+|plain",
 

@@ -18,6 +18,7 @@ Pipeline (one function per workflow rule):
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,99 @@ def adversarial_maps(model_path, data_dir, inputs_path, adv_path, interp: str, o
                                     "model_fingerprint": mm.get("fingerprint")})
 
 
+def transfer_subset(success: np.ndarray, n: int, seed: int, attack: str) -> np.ndarray:
+    """Sorted positions of up to ``n`` random successful inputs of one attack (Sec. V-F: 100
+    random successful adversarial inputs per interpreter), seeded by ``seed`` and the attack
+    id."""
+    ok = np.flatnonzero(np.asarray(success, dtype=bool))
+    rng = np.random.default_rng([int(seed), zlib.crc32(attack.encode())])
+    return np.sort(rng.choice(ok, size=min(int(n), len(ok)), replace=False))
+
+
+def transfer_maps(model_path, data_dir, inputs_path, adv_path, out_dir, settings: dict,
+                  device="cpu", rts_path=None, meta: dict | None = None) -> dict:
+    """Every other interpreter's maps of the transfer subset (:func:`transfer_subset`) of one
+    attack, for the predicted class (= y_t): ``out_dir/{interpreter}.parquet`` each, the
+    folder written atomically."""
+    device = torch.device(device)
+    model, mm = io.load_model(model_path, device)
+    model.eval()
+    inp = load_inputs(inputs_path, data_dir)
+    adv = load_adversarial(adv_path, inp["sample"])
+    aid = Path(adv_path).parent.name
+    source = adv["meta"]["interpreter"]
+    tr = settings["transfer"]
+    pos = transfer_subset(adv["success"], tr["n_samples"], tr["seed"], aid)
+    sub = {k: inp[k][pos] for k in ("sample", "label")}
+    targets = [i for i in settings["interpreters"] if i != source]
+    with io.atomic_dir(out_dir) as tmp:
+        for interp in targets:
+            expl = build_interpreter(interp, model, settings, rts_path, device)
+            res = _explain(expl, adv["x"][pos], adv["prediction"][pos], settings["batch_size"],
+                           device, f"transfer {aid} -> {interp}")
+            _write_maps(Path(tmp) / f"{interp}.parquet", res.maps, sub, res.pred.numpy(),
+                        res.confidence.numpy(), adv["prediction"][pos],
+                        {**(meta or {}), "paper": "advedge", "interpreter": interp,
+                         "images": "transfer", "attack": adv["meta"], "transfer": tr,
+                         "settings": settings.get(interp, {}),
+                         "model_fingerprint": mm.get("fingerprint")})
+    return {"attack": aid, "n": int(len(pos)), "n_success": int(np.sum(adv["success"])),
+            "targets": targets}
+
+
+def _read_run(files: dict, data_dir):
+    """A run's inputs, its benign map caches ({interpreter: ExplanationSet}) and, lazily, each
+    attack's id and images (``files`` as :meth:`AdvedgeTargets.run_files` names them)."""
+    inp = load_inputs(files["inputs"], data_dir)
+    benign = {k[len("benign_"):]: read_explanations(p) for k, p in files.items()
+              if k.startswith("benign_")}
+    attacks = ((k[len("adv_"):], load_adversarial(p, inp["sample"])) for k, p in files.items()
+               if k.startswith("adv_"))
+    return inp, benign, attacks
+
+
+def score_transfer(files: dict, data_dir, out_path, settings: dict, meta: dict) -> pd.DataFrame:
+    """Table II's per-sample rows of one run: for each attack's transfer subset, the L1 of
+    every interpreter's map against that interpreter's benign map (``diagonal``: the attacked
+    interpreter itself, read from the attack's own map cache on the same inputs)."""
+    inp, benign, attacks = _read_run(files, data_dir)
+    tr = settings["transfer"]
+    frames = []
+    for aid, adv in attacks:
+        source = aid.split("-")[1]
+        pos = transfer_subset(adv["success"], tr["n_samples"], tr["seed"], aid)
+        own = read_explanations(files[f"maps_{aid}_{source}"])
+        if not np.array_equal(own.sample, adv["sample"]):
+            raise ValueError(f"{files[f'maps_{aid}_{source}']}: cached samples differ from the "
+                             "attack's; rerun")
+        maps = {source: own.maps[pos]}
+        for target in settings["interpreters"]:
+            if target == source:
+                continue
+            mp = Path(files[f"transfer_{aid}"]) / f"{target}.parquet"
+            es = read_explanations(mp)
+            if not np.array_equal(es.sample, inp["sample"][pos]):
+                raise ValueError(f"{mp}: cached samples are not the transfer subset; rerun")
+            maps[target] = es.maps
+        frames += [_transfer_rows(meta, aid, t, pos, inp, adv, m, benign)
+                   for t, m in maps.items()]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    io.write_parquet(df, out_path)
+    return df
+
+
+def _transfer_rows(meta, aid, target, pos, inp, adv, maps, benign) -> pd.DataFrame:
+    from xaisec.metrics.similarity import l1_distance
+
+    framework, source, variant = aid.split("-", 2)
+    return pd.DataFrame({
+        **meta, "framework": framework, "source": source, "variant": variant,
+        "target": target, "diagonal": target == source, "sample": inp["sample"][pos],
+        "l1": l1_distance(maps, benign[target].maps[pos]),
+        "n_success": int(np.sum(adv["success"])),
+        "edge_stages": adv["meta"]["settings"].get("edge_stages", "n/a")})
+
+
 # ---------------------------------------------------------------- attacks
 
 #: the notebooks' per-variant schedule differences (``schedules: code``;
@@ -231,31 +325,63 @@ def build_term(interp: str, explainer, settings: dict):
     return make_term(interp, explainer, **kw)
 
 
+#: the attack class of each framework (registry names)
+FRAMEWORK_ATTACKS = {"pgd": "advedge_pgd", "cw": "advedge_cw", "stadv": "advedge_stadv"}
+#: the framework-wide keys of ``advedge.cw`` / ``advedge.stadv`` (the rest are interpreters)
+FRAMEWORK_KEYS = {"cw": ("lr", "amsgrad", "cls_weight", "kappa", "dist_weight", "smoothing"),
+                  "stadv": ("lr", "amsgrad", "tau", "flow_init", "stage1_loss", "kappa",
+                            "edge_on", "neighbours", "smoothing")}
+SCHEDULE_KEYS = ("stage1_steps", "stage2", "prd_weight", "lr", "map_reduction", "keep_best",
+                 "keep_best_every", "best_threshold")
+
+
+def framework_kwargs(framework: str, interp: str, variant: str, settings: dict) -> dict:
+    """The C&W or StAdv attack's arguments for one interpreter and variant: the framework's
+    own keys, the interpreter's schedule in it (``advedge.<framework>.<interpreter>``), the
+    shared edge settings."""
+    f = settings[framework]
+    kw = {k: f[k] for k in FRAMEWORK_KEYS[framework] if k in f}
+    sched = f[interp]
+    kw.update({k: sched[k] for k in SCHEDULE_KEYS if sched.get(k) is not None})
+    phi = settings["phi"]
+    kw.update(variant=variant, phi=phi.get(interp, phi["default"]),
+              edge_stages=settings["edge_stages"])
+    return kw
+
+
 def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, variant: str,
                out_path, settings: dict, device="cpu", rts_path=None,
                meta: dict | None = None) -> dict:
     """One attack on every input, in batches; writes ``adv`` (float32 NCHW) and the records
     (prediction, confidence, success, iterations, time_s) with the settings that produced
     them. ``interp == "none"``: the plain targeted PGD reference (``reference_steps``)."""
-    from xaisec.attacks import AttackResult, InterpretationPGD, PGD
+    from xaisec.attacks import PGD, AttackResult, make_attack
 
-    if framework != "pgd":
-        raise ValueError(f"framework {framework!r} is not built yet (PGD only)")
+    if framework not in FRAMEWORK_ATTACKS:
+        raise ValueError(f"unknown framework {framework!r}; known: {', '.join(FRAMEWORK_ATTACKS)}")
     device = torch.device(device)
     model, mm = io.load_model(model_path, device)
     model.eval()
     inp = load_inputs(inputs_path, data_dir)
+    k = None
     if interp == "none":
+        if framework != "pgd":
+            raise ValueError("the plain reference is PGD's (pgd-none-plain)")
         attack = PGD(model, eps=settings["eps"], alpha=settings["alpha"],
                      steps=settings["reference_steps"], random_start=False)
         used = {"steps": settings["reference_steps"], "eps": settings["eps"],
                 "alpha": settings["alpha"]}
     else:
-        kw = attack_kwargs(interp, variant, settings)
+        if framework == "pgd":
+            kw = attack_kwargs(interp, variant, settings)
+            k = settings[interp].get("max_images")
+        else:
+            kw = framework_kwargs(framework, interp, variant, settings)
+            k = settings[framework][interp].get("max_images")
         expl = build_interpreter(interp, model, settings, rts_path, device)
-        attack = InterpretationPGD(model, term=build_term(interp, expl, settings), **kw)
+        attack = make_attack(FRAMEWORK_ATTACKS[framework], model,
+                             term=build_term(interp, expl, settings), **kw)
         used = {**kw, "interpreter": settings[interp], "schedules": settings["schedules"]}
-    k = settings.get(interp, {}).get("max_images") if interp != "none" else None
     inp = _first(inp, k)
     x, y, t = inp["x"], torch.as_tensor(inp["label"]), torch.as_tensor(inp["target"])
     bs = int(settings["batch_size"])
@@ -265,13 +391,14 @@ def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, v
                                 target=t[i:i + bs].to(device)).to("cpu"))
     res = AttackResult.cat(parts)
     rec = res.records()
-    linf = (res.adv - x).abs().flatten(1).amax(1).numpy()
+    delta = (res.adv - x).flatten(1)
+    linf = delta.abs().amax(1).numpy()
     attack_meta = {**(meta or {}), "framework": framework, "interpreter": interp,
                    "variant": variant, "settings": used,
                    "model_fingerprint": mm.get("fingerprint")}
     with io.atomic_path(out_path, suffix=".npz") as tmp:
         np.savez(tmp, sample=inp["sample"], adv=res.adv.numpy().astype(np.float32),
-                 linf=linf, meta=np.array(io.json_dumps(attack_meta)),
+                 linf=linf, l2=delta.norm(dim=1).numpy(), meta=np.array(io.json_dumps(attack_meta)),
                  **{k: v for k, v in rec.items()})
     asr = float(rec["success"].mean()) if len(x) else float("nan")
     return {**attack_meta, "n": int(len(x)), "asr": asr,
@@ -316,17 +443,12 @@ def score_run(files: dict, data_dir, out_path, settings: dict, meta: dict) -> pd
     them), written to ``out_path`` (Parquet)."""
     from xaisec.metrics.similarity import l1_distance, noise_rate, topk_iou
 
-    inp = load_inputs(files["inputs"], data_dir)
+    inp, benign, attacks = _read_run(files, data_dir)
     frac = float(settings["iou_top_fraction"])
-    benign = {k[len("benign_"):]: read_explanations(p) for k, p in files.items()
-              if k.startswith("benign_")}
     frames = []
-    for key, path in files.items():
-        if not key.startswith("adv_"):
-            continue
-        aid = key[len("adv_"):]
+    for aid, adv in attacks:
         framework, attacked, variant = aid.split("-", 2)
-        adv = load_adversarial(path, inp["sample"])
+        path = files[f"adv_{aid}"]
         sub = _align(inp, adv["sample"], path)
         n = len(sub["sample"])
         noise = noise_rate(sub["x"], adv["x"])

@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -275,5 +277,201 @@ def example_figure(number: str, run: dict, n_images: int, paths) -> None:
             "9": "benign and adversarial maps per interpreter (the paper: CIFAR)"}[number]
     fig.suptitle(f"AdvEdge paper, Figure {number} (reproduced on {run['dataset']}, "
                  f"{run['model']}): {what}", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, paths)
+
+
+# ---------------------------------------------------------------- transferability, outliers
+
+def write_transfer_table(df: pd.DataFrame, csv_path, md_path) -> pd.DataFrame:
+    """Table II: mean L1 of the maps of each attack's transfer subset under every interpreter
+    (rows: framework, model, source interpreter; columns: target interpreter and variant),
+    the paper's ImageNet cell of the same family beside (CSV: long format; Markdown: the
+    paper's layout, ``ours (paper)``)."""
+    pub = _pub("Table II")
+    rows = []
+    for (d, pd_, m, arch, fw, src, tgt, var), grp in df.groupby(
+            ["dataset", "paper_dataset", "model", "arch", "framework", "source", "target",
+             "variant"], sort=False):
+        fam = paper_family(arch)
+        p = pub[(pub["row"] == f"imagenet|{fw}|{fam}|{src}") & (pub["column"] == f"{tgt}|{var}")]
+        rows.append({"dataset": d, "model": m, "framework": LABELS[fw], "source": LABELS[src],
+                     "target": LABELS[tgt], "variant": LABELS[var], "n": len(grp),
+                     "n_success": int(grp["n_success"].iloc[0]), "l1": grp["l1"].mean(),
+                     "paper_imagenet": float(p["value"].iloc[0]) if len(p) else np.nan,
+                     "diagonal": bool(grp["diagonal"].iloc[0])})
+    table = pd.DataFrame(rows)
+    io.write_text(csv_path, table.to_csv(index=False))
+    if table.empty:
+        _md(table, "AdvEdge paper, Table II (reproduced)", [], md_path)
+        return table
+    cell = [f"{a:.3f} ({b:.3f})" if np.isfinite(b) else f"{a:.3f}"
+            for a, b in zip(table["l1"], table["paper_imagenet"])]
+    wide = table.assign(cell=cell).pivot_table(
+        index=["dataset", "model", "framework", "source", "n"], columns=["target", "variant"],
+        values="cell", aggfunc="first", sort=False)
+    wide.columns = [f"{t} {v}" for t, v in wide.columns]
+    _md(wide.reset_index(), "AdvEdge paper, Table II (reproduced): L1 of adversarial-to-benign "
+        "maps transferred across interpreters",
+        ["Rows: the interpreter the attack was made against (source) and n, the random "
+         "successful inputs explained (Sec. V-F: 100); columns: the interpreter explaining them "
+         "(target) and the variant. The diagonal (source = target) is the attack's own L1 on "
+         "the same inputs.",
+         "Cells: ours (the paper's ImageNet value for the same framework, model family, source, "
+         "target and variant). Our data set is not the paper's ImageNet: compare the pattern "
+         "(diagonal against off-diagonal, variants against each other), not the values.",
+         _settings_note(df)], md_path)
+    return table
+
+
+def _upsample(m, size):
+    import torch
+
+    t = torch.tensor(np.asarray(m), dtype=torch.float32)[None, None]
+    return torch.nn.functional.interpolate(t, size=size, mode="bilinear",
+                                           align_corners=False)[0, 0].numpy()
+
+
+def _image(t):
+    return t.permute(1, 2, 0).numpy().clip(0, 1)
+
+
+def _off(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def transfer_figure(run: dict, settings: dict, paths) -> None:
+    """Figure 6: for one input, its benign maps (top row) and, per attacked (source)
+    interpreter, the maps every interpreter gives the adversarial input of each variant (PGD;
+    the first input in every transfer subset, else the first of each attack's subset)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xaisec.cache import read_explanations
+    from xaisec.papers.advedge.experiment import load_inputs
+    from xaisec.report import save_figure
+
+    files = run["files"]
+    inp = load_inputs(files["inputs"], run["data_dir"])
+    size = inp["x"].shape[-2:]
+    interps = [k[len("benign_"):] for k in files if k.startswith("benign_")]
+    benign = {i: read_explanations(files[f"benign_{i}"]) for i in interps}
+    maps = {}                      # (attack, explaining interpreter) -> {sample: map}
+    for k, p in files.items():
+        if k.startswith("maps_"):
+            found = [(*k[len("maps_"):].rsplit("_", 1), Path(p))]
+        elif k.startswith("transfer_"):
+            found = [(k[len("transfer_"):], f.stem, f) for f in sorted(Path(p).glob("*.parquet"))]
+        else:
+            continue
+        for aid, tgt, path in found:
+            if aid.startswith("pgd-"):
+                es = read_explanations(path)
+                maps[(aid, tgt)] = dict(zip(es.sample.tolist(), es.maps[:, 0]))
+    subsets = [set(v) for (aid, tgt), v in maps.items() if tgt != aid.split("-")[1]]
+    common = set.intersection(*subsets) if subsets else set()
+    variants = [v for v in ("adv2", "advedge", "advedge+")
+                if any(a.endswith(f"-{v}") for a, _ in maps)]
+    rows = [("benign", None)] + [(s, v) for s in interps for v in variants
+                                 if (f"pgd-{s}-{v}", s) in maps]
+    fig, axes = plt.subplots(len(rows), len(interps) + 1,
+                             figsize=(1.5 * (len(interps) + 1), 1.5 * len(rows)), squeeze=False)
+    first = sorted(common, key=inp["sample"].tolist().index)[0] if common else None
+    for r, (src, var) in enumerate(rows):
+        if src == "benign":
+            sample = first if first is not None else int(inp["sample"][0])
+            pos = inp["sample"].tolist().index(sample)
+            axes[r, 0].imshow(_image(inp["x"][pos]))
+            axes[r, 0].set_title("benign", fontsize=6)
+            for c, tgt in enumerate(interps, 1):
+                axes[r, c].imshow(_upsample(benign[tgt].maps[pos, 0], size), cmap="jet",
+                                  vmin=0, vmax=1)
+                axes[r, c].set_title(f"{LABELS[tgt]} (benign)", fontsize=6)
+            continue
+        aid = f"pgd-{src}-{var}"
+        own = maps[(aid, src)]
+        sub = [s for s in own if any(s in maps.get((aid, t), {}) for t in interps if t != src)]
+        sample = first if first in own else (sub[0] if sub else None)
+        axes[r, 0].set_title(f"against {LABELS[src]}\n{LABELS[var]}", fontsize=6)
+        for c, tgt in enumerate(interps, 1):
+            m = maps.get((aid, tgt), {}).get(sample)
+            if m is None:
+                axes[r, c].axis("off")
+                continue
+            pos = inp["sample"].tolist().index(sample)
+            l1 = np.abs(_upsample(m, size) - _upsample(benign[tgt].maps[pos, 0], size)).mean()
+            axes[r, c].imshow(_upsample(m, size), cmap="jet", vmin=0, vmax=1)
+            axes[r, c].set_title(f"{LABELS[tgt]} L1 {l1:.2f}", fontsize=6)
+        axes[r, 0].axis("off")
+    for a in axes.flat:
+        _off(a)
+    fig.suptitle(f"AdvEdge paper, Figure 6 (reproduced on {run['dataset']}, {run['model']}, "
+                 "PGD): maps of adversarial inputs made against one interpreter (rows) under "
+                 "every interpreter (columns)", fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, paths)
+
+
+def box_outliers(df: pd.DataFrame, metric: str = "l1") -> pd.DataFrame:
+    """The rows a box plot marks as outliers (above Q3 + 1.5 IQR, as seaborn/matplotlib's
+    default whiskers) per framework, model, interpreter and variant, successful own-interpreter
+    rows only, with the group's upper whisker limit."""
+    ok = df[df["success"] & (df["interpreter"] == df["attacked"])]
+    out = []
+    for _, grp in ok.groupby(["dataset", "model", "framework", "interpreter", "variant"],
+                             sort=False):
+        q1, q3 = np.percentile(grp[metric], [25, 75])
+        limit = q3 + 1.5 * (q3 - q1)
+        out.append(grp[grp[metric] > limit].assign(limit=limit))
+    return pd.concat(out, ignore_index=True) if out else ok.iloc[:0].assign(limit=[])
+
+
+def outlier_figure(run: dict, settings: dict, paths) -> None:
+    """Figure 7: per interpreter, the box plots' largest L1 outliers (any framework and
+    variant): benign image and map, adversarial image and map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xaisec import io as xio
+    from xaisec.cache import read_explanations
+    from xaisec.papers.advedge.experiment import load_adversarial, load_inputs
+    from xaisec.report import save_figure
+
+    files = run["files"]
+    inp = load_inputs(files["inputs"], run["data_dir"])
+    size = inp["x"].shape[-2:]
+    df = xio.read_parquet(files["scores"])
+    outl = box_outliers(df).sort_values("l1", ascending=False)
+    k = int(settings["outliers"]["per_interpreter"])
+    interps = [k_[len("benign_"):] for k_ in files if k_.startswith("benign_")]
+    rows = [r for i in interps for r in outl[outl["interpreter"] == i].head(k).itertuples()]
+    fig, axes = plt.subplots(max(len(rows), 1), 4, figsize=(6.4, 1.7 * max(len(rows), 1)),
+                             squeeze=False)
+    if not rows:
+        axes[0, 0].text(0, 0.5, "no outliers: every L1 within Q3 + 1.5 IQR", fontsize=8)
+    for r, row in enumerate(rows):
+        aid = f"{row.framework}-{row.attacked}-{row.variant}"
+        adv = load_adversarial(files[f"adv_{aid}"])
+        es = read_explanations(files[f"maps_{aid}_{row.interpreter}"])
+        pos = inp["sample"].tolist().index(row.sample)
+        benign = read_explanations(files[f"benign_{row.interpreter}"]).maps[pos, 0]
+        panels = [(_image(inp["x"][pos]), None, "benign"),
+                  (_upsample(benign, size), "jet", f"{LABELS[row.interpreter]} benign"),
+                  (_image(adv["x"][pos]), None, f"{LABELS[row.framework]} {LABELS[row.variant]}"),
+                  (_upsample(es.maps[pos, 0], size), "jet",
+                   f"L1 {row.l1:.3f} > {row.limit:.3f}")]
+        for c, (im, cmap, title) in enumerate(panels):
+            axes[r, c].imshow(im, cmap=cmap, **({"vmin": 0, "vmax": 1} if cmap else {}))
+            axes[r, c].set_title(title, fontsize=6)
+    for a in axes.flat:
+        _off(a)
+    fig.suptitle(f"AdvEdge paper, Figure 7 (reproduced on {run['dataset']}, {run['model']}): "
+                 f"box-plot outliers of the map L1 ({len(outl)} in all), largest first",
+                 fontsize=7)
     fig.tight_layout()
     save_figure(fig, paths)

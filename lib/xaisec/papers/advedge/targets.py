@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from xaisec.workflow.plan import Plan, PlanError, pick
 
-FRAMEWORKS = ("pgd",)                       # part 2 adds cw and stadv
+FRAMEWORKS = ("pgd", "cw", "stadv")
 INTERPRETERS = ("grad", "cam", "rts", "mask")
 VARIANTS = ("adv2", "advedge", "advedge+")
 REFERENCE = "pgd-none-plain"
 #: interpreter -> the keys of ``advedge.<interpreter>`` its explainer reads (the rest is the
 #: attack's schedule)
 EXPLAINER_KEYS = {"grad": ("of", "pool"), "cam": (), "rts": (), "mask": ("solver",)}
+#: interpreter -> the keys of ``advedge.<interpreter>`` its attack term reads (every framework)
+TERM_KEYS = {"grad": (), "cam": (), "rts": ("encoder_weight",),
+             "mask": ("inner_steps", "after_steps", "resolve_every", "resolve_iterations")}
 LABELS = {"grad": "Grad", "cam": "CAM", "rts": "RTS", "mask": "MASK", "adv2": "ADV2",
           "advedge": "AdvEdge", "advedge+": "AdvEdge+", "plain": "PGD (no interpretation term)",
           "pgd": "PGD", "cw": "C&W", "stadv": "StAdv"}
@@ -27,6 +30,8 @@ BOX_FIGURES = {"3": ("imagenet", "l1"), "4": ("imagenet", "iou"), "5": ("imagene
 #: example figures: number -> paper data set (None: every run); Fig. 1 is the CAM teaser
 EXAMPLE_FIGURES = {"1": None, "2": "imagenet", "9": "cifar10"}
 TABLES = ("table1", "table7", "table8", "comparison")
+#: Table II and Figure 6 need the transfer study (``advedge.transfer.n_samples`` > 0)
+TRANSFER_TABLES = ("table2",)
 METRIC_LABELS = {"l1": "L1 distance of the maps", "iou": "IoU of the top maps",
                  "noise": "noise rate (1 - SSIM)"}
 CAPTIONS = {
@@ -37,6 +42,13 @@ CAPTIONS = {
               "variant; the paper's text (Sec. V-B) quotes 100% for PGD on every data set.",
     "table8": "AdvEdge Table VIII: misclassification confidence over successful inputs; the "
               "paper's Sec. V-B averages beside.",
+    "table2": "AdvEdge Table II: L1 distance between adversarial and benign maps when the "
+              "inputs made against one interpreter (rows) are explained by another (columns), "
+              "per framework, model and variant; the paper's ImageNet values beside.",
+    "fig6": "AdvEdge Figure 6: maps of adversarial inputs made against one interpreter (rows) "
+            "under every interpreter (columns), beside the benign maps (PGD).",
+    "fig7": "AdvEdge Figure 7: outliers of the box plots (L1 above Q3 + 1.5 IQR), with their "
+            "benign and adversarial maps.",
     "comparison": "AdvEdge comparison: every metric per attack against the plain targeted PGD "
                   "reference, with a paired test of whether the interpretation term lowers "
                   "the map distance.",
@@ -74,10 +86,17 @@ class AdvedgeTargets(Plan):
     def run_dir(self, d, m, s) -> str:
         return f"{self.model_dir(d, m, s)}/advedge"
 
+    def framework_interpreters(self, framework: str) -> list[str]:
+        """The interpreters attacked in ``framework`` (``advedge.<framework>.interpreters``,
+        default ``advedge.interpreters``)."""
+        a = self.section
+        own = (a.get(framework) or {}).get("interpreters") if framework != "pgd" else None
+        return [i for i in a["interpreters"] if own is None or i in own]
+
     def attacks(self) -> list[str]:
         a = self.section
-        ids = [attack_id(f, i, v) for f in a["frameworks"] for i in a["interpreters"]
-               for v in a["variants"]]
+        ids = [attack_id(f, i, v) for f in a["frameworks"]
+               for i in self.framework_interpreters(f) for v in a["variants"]]
         return ids + ([REFERENCE] if a.get("reference", True) else [])
 
     def attack_interpreters(self, aid: str) -> list[str]:
@@ -120,6 +139,11 @@ class AdvedgeTargets(Plan):
         return [f"{self.run_dir(*r)}/scores.parquet" for r in (runs or self.runs())]
 
     def table_inputs(self, wildcards) -> list[str]:
+        if wildcards.name in TRANSFER_TABLES:
+            if not self.transfer_enabled():
+                raise PlanError("AdvEdge Table II needs the transfer study "
+                                "(advedge.transfer.n_samples > 0, two or more interpreters)")
+            return self.transfer_scores_files()
         return self.scores_files()
 
     def box_inputs(self, wildcards) -> list[str]:
@@ -172,12 +196,104 @@ class AdvedgeTargets(Plan):
         return out
 
     def attack_settings(self, wildcards) -> dict:
-        keys = ["batch_size", "eps", "alpha", "edge_stages", "smoothing", "schedules"]
-        if wildcards.advint == "none":
-            keys.append("reference_steps")
-        else:
-            keys += ["phi", wildcards.advint]
-        return pick(self.section, *keys)
+        """What one attack job reads: the shared switches, its framework's keys and its
+        interpreter's schedule in that framework, and the interpreter's explainer and term
+        settings (a C&W schedule change leaves the PGD attacks alone, and vice versa)."""
+        fw, interp = wildcards.advfw, wildcards.advint
+        a = self.section
+        if interp == "none":
+            return pick(a, "batch_size", "eps", "alpha", "reference_steps", "edge_stages",
+                        "smoothing", "schedules")
+        if fw == "pgd":
+            return pick(a, "batch_size", "eps", "alpha", "edge_stages", "smoothing",
+                        "schedules", "phi", interp)
+        out = pick(a, "batch_size", "edge_stages", "schedules", "phi")
+        out[fw] = {k: v for k, v in a[fw].items() if k not in INTERPRETERS + ("interpreters",)}
+        out[fw][interp] = a[fw][interp]
+        out[interp] = pick(a[interp], *EXPLAINER_KEYS[interp], *TERM_KEYS[interp])
+        return out
+
+    # ------------------------------------------------------------ transferability
+
+    def transfer_enabled(self) -> bool:
+        a = self.section
+        return a.get("transfer", {}).get("n_samples", 0) > 0 and len(a["interpreters"]) > 1
+
+    def transfer_attacks(self) -> list[str]:
+        """The attacks whose inputs are explained by the other interpreters (Table II)."""
+        fws = self.section["transfer"].get("frameworks") or self.section["frameworks"]
+        return [aid for aid in self.attacks()
+                if aid.split("-")[1] != "none" and aid.split("-")[0] in fws]
+
+    def transfer_files(self, d, m, s) -> dict:
+        """{name: path} of what Table II's scores of one run read: per transferred attack, its
+        images, its own maps and the folder of the other interpreters' maps of its subset."""
+        rd = self.run_dir(d, m, s)
+        files = {"inputs": f"{rd}/inputs.npz"}
+        for i in self.section["interpreters"]:
+            files[f"benign_{i}"] = f"{rd}/benign/{i}.parquet"
+        for aid in self.transfer_attacks():
+            src = aid.split("-")[1]
+            files[f"adv_{aid}"] = f"{rd}/{aid}/adv.npz"
+            files[f"maps_{aid}_{src}"] = f"{rd}/{aid}/maps-{src}.parquet"
+            files[f"transfer_{aid}"] = f"{rd}/{aid}/transfer"
+        return files
+
+    def transfer_needs_rts(self, wildcards) -> dict:
+        """The trained RTS model when a transfer job explains with RTS (RTS configured and not
+        the attacked interpreter)."""
+        if "rts" not in self.section["interpreters"] or wildcards.advint == "rts":
+            return {}
+        rd = self.run_dir(wildcards.dataset, wildcards.model, wildcards.seed)
+        return {"rts": f"{rd}/rts.pt"}
+
+    def _check_transfer(self) -> None:
+        if not self.transfer_enabled():
+            raise PlanError("the transfer study is off (advedge.transfer.n_samples is 0 or "
+                            "fewer than two interpreters are configured)")
+
+    def transfer_inputs(self, wildcards) -> dict:
+        self._check_transfer()
+        return self.transfer_files(wildcards.dataset, wildcards.model, wildcards.seed)
+
+    def transfer_scores_files(self) -> list[str]:
+        return [f"{self.run_dir(*r)}/transfer.parquet" for r in self.runs()]
+
+    def transfer_settings(self, wildcards) -> dict:
+        """What a transfer job reads: every interpreter's explainer settings, the subset's."""
+        a = self.section
+        out = pick(a, "batch_size", "interpreters")
+        for i in a["interpreters"]:
+            out[i] = pick(a[i], *EXPLAINER_KEYS[i])
+        out["transfer"] = pick(a["transfer"], "n_samples", "seed")
+        return out
+
+    def figure6_run(self) -> tuple:
+        runs = self.runs()
+        model = self.section["transfer"].get("figure_model")
+        chosen = [r for r in runs if model is None or r[1] == model]
+        if not chosen:
+            raise PlanError(f"advedge.transfer.figure_model {model!r} is not in advedge.models")
+        return chosen[0]
+
+    def figure6_inputs(self, wildcards) -> dict:
+        self._check_transfer()
+        return self.transfer_files(*self.figure6_run())
+
+    def figure_run_params(self, wildcards) -> dict:
+        """The run Figure 6 or 7 shows and the files it reads."""
+        d, m, s = self.figure6_run() if wildcards.n == "6" else self.runs()[0]
+        return {"dataset": d, "model": m, "seed": s, "data_dir": self.data_dir(d),
+                "files": self.run_figure_inputs(wildcards)}
+
+    def figure7_inputs(self, wildcards) -> dict:
+        d, m, s = self.runs()[0]
+        return {**self.run_files(d, m, s), "scores": f"{self.run_dir(d, m, s)}/scores.parquet"}
+
+    def run_figure_inputs(self, wildcards) -> dict:
+        """Figure 6: one run's transfer files; Figure 7: one run's scores and caches."""
+        return self.figure6_inputs(wildcards) if wildcards.n == "6" else \
+            self.figure7_inputs(wildcards)
 
     def report_settings(self) -> dict:
         return pick(self.section, "iou_top_fraction", "frameworks", "interpreters",
@@ -186,6 +302,12 @@ class AdvedgeTargets(Plan):
     def example_settings(self) -> dict:
         return pick(self.section, "examples")
 
+    def figure_settings(self, wildcards) -> dict:
+        """Figure 6 reads the transfer subset's settings, Figure 7 the outlier count."""
+        if wildcards.n == "6":
+            return {"transfer": pick(self.section["transfer"], "n_samples", "seed")}
+        return {"outliers": self.section["outliers"]}
+
     def caption(self, wildcards) -> str:
         name = wildcards.get("name")
         return CAPTIONS[name] if name else CAPTIONS[f"fig{wildcards.n}"]
@@ -193,7 +315,9 @@ class AdvedgeTargets(Plan):
     def targets(self) -> list[str]:
         if not self.runs():
             return []
-        out = [p for t in TABLES for p in self.table(f"advedge_{t}")]
+        tables = TABLES + (TRANSFER_TABLES if self.transfer_enabled() else ())
+        out = [p for t in tables for p in self.table(f"advedge_{t}")]
         figs = [n for n, (d, _) in BOX_FIGURES.items() if self.runs(d)]
         figs += [n for n, d in EXAMPLE_FIGURES.items() if d is None or self.runs(d)]
+        figs += (["6"] if self.transfer_enabled() else []) + ["7"]
         return out + [p for n in figs for p in self.figure(f"advedge_fig{n}")]
