@@ -307,14 +307,17 @@ def write_transfer_table(df: pd.DataFrame, csv_path, md_path) -> pd.DataFrame:
         return table
     cell = [f"{a:.3f} ({b:.3f})" if np.isfinite(b) else f"{a:.3f}"
             for a, b in zip(table["l1"], table["paper_imagenet"])]
-    wide = table.assign(cell=cell).pivot_table(
-        index=["dataset", "model", "framework", "source", "n"], columns=["target", "variant"],
-        values="cell", aggfunc="first", sort=False)
+    keys = ["dataset", "model", "framework", "source"]
+    wide = table.assign(cell=cell).pivot_table(index=keys, columns=["target", "variant"],
+                                               values="cell", aggfunc="first", sort=False)
     wide.columns = [f"{t} {v}" for t, v in wide.columns]
+    counts = table.drop_duplicates(keys + ["variant"]).groupby(keys, sort=False)["n"].apply(
+        lambda n: "/".join(str(int(v)) for v in n))
+    wide.insert(0, "n per variant", counts)
     _md(wide.reset_index(), "AdvEdge paper, Table II (reproduced): L1 of adversarial-to-benign "
         "maps transferred across interpreters",
-        ["Rows: the interpreter the attack was made against (source) and n, the random "
-         "successful inputs explained (Sec. V-F: 100); columns: the interpreter explaining them "
+        ["Rows: the interpreter the attack was made against (source); n per variant: the random "
+         "successful inputs explained, in the variants' order (Sec. V-F: 100); columns: the interpreter explaining them "
          "(target) and the variant. The diagonal (source = target) is the attack's own L1 on "
          "the same inputs.",
          "Cells: ours (the paper's ImageNet value for the same framework, model family, source, "
@@ -409,9 +412,9 @@ def transfer_figure(run: dict, settings: dict, paths) -> None:
     for a in axes.flat:
         _off(a)
     fig.suptitle(f"AdvEdge paper, Figure 6 (reproduced on {run['dataset']}, {run['model']}, "
-                 "PGD): maps of adversarial inputs made against one interpreter (rows) under "
-                 "every interpreter (columns)", fontsize=7)
-    fig.tight_layout()
+                 "PGD):\nmaps of adversarial inputs made against one interpreter (rows)\n"
+                 "under every interpreter (columns)", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     save_figure(fig, paths)
 
 
