@@ -120,7 +120,7 @@ def test_registry_kinds_and_names():
     assert KINDS == ("model", "input", "training")
     assert names("model") == ("none", "cfn", "batchstat")
     assert names("input") == ("median", "bitsqueeze")
-    assert names("training") == ()
+    assert names("training") == ("adversarial", "interpretation_robust")
     assert names() == tuple(DEFENSES)
     assert all(s.description and s.kind in KINDS for s in DEFENSES.values())
     for n in names():

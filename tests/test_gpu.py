@@ -449,7 +449,9 @@ def test_attack(name, targeted):
 
 #: settings of the defenses that need some (a new defense with required settings fails here
 #: until it gets an entry)
-DEFENSE_SETTINGS = {"median": {"size": 3}, "bitsqueeze": {"bits": 4}}
+DEFENSE_SETTINGS = {"median": {"size": 3}, "bitsqueeze": {"bits": 4},
+                    "adversarial": {"steps": (3, 5)},
+                    "interpretation_robust": {"gamma": 0.5, "steps": 3}}
 
 
 def defense_names(kind: str) -> list[str]:
@@ -494,8 +496,8 @@ def test_input_defense(name):
 
 @pytest.mark.parametrize("name", defense_names("training"))
 def test_training_defense(name):
-    """A training-time defense's batch loss and gradients (none is registered yet; one that
-    draws random numbers on the device needs a looser check here)."""
+    """A training-time defense's batch loss and gradients (the robust training's random start
+    is drawn on the CPU, so both devices start from the same point)."""
     from xaisec.defenses import get_defense
 
     cls = get_defense(name)

@@ -132,7 +132,8 @@ def test_smoke_advedge_outputs(smoke_run):
                       left_on=["attacked", "variant", "sample"],
                       right_on=["source", "variant", "sample"])["success"]).all()
     t2 = pd.read_csv(out / "tables" / "advedge_table2.csv")
-    assert len(t2) == 12 * 4 and t2["paper_imagenet"].notna().all()
+    # at most 12 attacks x 4 interpreters (an attack without a success has no row)
+    assert 0 < len(t2) <= 12 * 4 and t2["paper_imagenet"].notna().all()
     assert (t2["n"] <= 4).all()
     # every interpreter's benign map overlaps the object mask better than a random map
     inputs = np.load(run / "inputs.npz")

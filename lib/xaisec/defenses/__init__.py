@@ -7,7 +7,7 @@ Kinds (:data:`KINDS`):
 * ``input``: transforms of the input images before the model sees them
   (:func:`apply_input_defense`; ``median``, ``bitsqueeze``; :mod:`.input`);
 * ``training``: defenses applied while training, e.g. adversarial training
-  (:class:`.training.TrainingDefense` subclasses; none registered yet).
+  (:class:`.training.TrainingDefense` subclasses: ``adversarial``, ``interpretation_robust``).
 
 Every defense name is defined once, in :data:`DEFENSES`: name -> kind, ``"module:attr"`` import
 path (relative to this package) and a one-line description. The torch code lives in the
@@ -61,6 +61,13 @@ DEFENSES: dict[str, DefenseSpec] = {s.name: s for s in (
                 "median smoothing over a size x size window (Xu et al. 2018; AdvEdge's MS)"),
     DefenseSpec("bitsqueeze", "input", ".input:bit_squeezing",
                 "bit-depth reduction to `bits` bits (Xu et al. 2018; AdvEdge's BS)"),
+    DefenseSpec("adversarial", "training", ".adversarial:AdversarialTraining",
+                "PGD adversarial training on copies of 50, 100 and 150 iterations (AdvEdge's "
+                "AT)"),
+    DefenseSpec("interpretation_robust", "training",
+                ".interpretation_robust:InterpretationRobustTraining",
+                "CE + gamma x the worst-case 2-class interpretation discrepancy (Boopathy et "
+                "al. 2020; AdvEdge Table VI)"),
 )}
 
 for _s in DEFENSES.values():  # a wrong kind is a programming error: fail on import

@@ -219,13 +219,16 @@ def transfer_maps(model_path, data_dir, inputs_path, adv_path, out_dir, settings
     pos = transfer_subset(adv["success"], tr["n_samples"], tr["seed"], aid)
     sub = {k: inp[k][pos] for k in ("sample", "label")}
     targets = [i for i in settings["interpreters"] if i != source]
+    # no successful input: empty caches, their map shape taken from the first input's map
+    take = pos if len(pos) else np.arange(min(1, len(adv["x"])))
     with io.atomic_dir(out_dir) as tmp:
         for interp in targets:
             expl = build_interpreter(interp, model, settings, rts_path, device)
-            res = _explain(expl, adv["x"][pos], adv["prediction"][pos], settings["batch_size"],
-                           device, f"transfer {aid} -> {interp}")
-            _write_maps(Path(tmp) / f"{interp}.parquet", res.maps, sub, res.pred.numpy(),
-                        res.confidence.numpy(), adv["prediction"][pos],
+            res = _explain(expl, adv["x"][take], adv["prediction"][take],
+                           settings["batch_size"], device, f"transfer {aid} -> {interp}")
+            k = len(pos)
+            _write_maps(Path(tmp) / f"{interp}.parquet", res.maps[:k], sub,
+                        res.pred[:k].numpy(), res.confidence[:k].numpy(), adv["prediction"][pos],
                         {**(meta or {}), "paper": "advedge", "interpreter": interp,
                          "images": "transfer", "attack": adv["meta"], "transfer": tr,
                          "settings": settings.get(interp, {}),
@@ -255,6 +258,8 @@ def score_transfer(files: dict, data_dir, out_path, settings: dict, meta: dict) 
     for aid, adv in attacks:
         source = aid.split("-")[1]
         pos = transfer_subset(adv["success"], tr["n_samples"], tr["seed"], aid)
+        if not len(pos):                     # no successful input: no row in Table II
+            continue
         own = read_explanations(files[f"maps_{aid}_{source}"])
         if not np.array_equal(own.sample, adv["sample"]):
             raise ValueError(f"{files[f'maps_{aid}_{source}']}: cached samples differ from the "
@@ -270,9 +275,14 @@ def score_transfer(files: dict, data_dir, out_path, settings: dict, meta: dict) 
             maps[target] = es.maps
         frames += [_transfer_rows(meta, aid, t, pos, inp, adv, m, benign)
                    for t, m in maps.items()]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {c: [] for c in (*meta, *TRANSFER_COLUMNS)})
     io.write_parquet(df, out_path)
     return df
+
+
+TRANSFER_COLUMNS = ("framework", "source", "variant", "target", "diagonal", "sample", "l1",
+                    "n_success", "edge_stages")
 
 
 def _transfer_rows(meta, aid, target, pos, inp, adv, maps, benign) -> pd.DataFrame:

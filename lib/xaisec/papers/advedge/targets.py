@@ -319,5 +319,7 @@ class AdvedgeTargets(Plan):
         out = [p for t in tables for p in self.table(f"advedge_{t}")]
         figs = [n for n, (d, _) in BOX_FIGURES.items() if self.runs(d)]
         figs += [n for n, d in EXAMPLE_FIGURES.items() if d is None or self.runs(d)]
-        figs += (["6"] if self.transfer_enabled() else []) + ["7"]
+        fig6 = self.transfer_enabled() and any(a.startswith("pgd-") for a in
+                                               self.transfer_attacks())   # Fig. 6 shows PGD
+        figs += (["6"] if fig6 else []) + ["7"]
         return out + [p for n in figs for p in self.figure(f"advedge_fig{n}")]
