@@ -128,9 +128,10 @@ def test_smoke_advedge_outputs(smoke_run):
                                     suffixes=("", "_own"))
     assert len(diag) == int(tr["diagonal"].sum()) > 0
     np.testing.assert_allclose(diag["l1"], diag["l1_own"], rtol=0, atol=1e-12)
-    assert (own.merge(tr[["source", "variant", "sample"]].drop_duplicates(),
-                      left_on=["attacked", "variant", "sample"],
-                      right_on=["source", "variant", "sample"])["success"]).all()
+    subset = own.merge(tr[["framework", "source", "variant", "sample"]].drop_duplicates(),
+                       left_on=["framework", "attacked", "variant", "sample"],
+                       right_on=["framework", "source", "variant", "sample"])
+    assert len(subset) == int(tr["diagonal"].sum()) and subset["success"].all()
     t2 = pd.read_csv(out / "tables" / "advedge_table2.csv")
     # at most 12 attacks x 4 interpreters (an attack without a success has no row)
     assert 0 < len(t2) <= 12 * 4 and t2["paper_imagenet"].notna().all()
