@@ -1,6 +1,8 @@
 """ADV2, AdvEdge and AdvEdge+ in the PGD framework (AdvEdge paper, Sections IV-B and V-A, eqs.
 5-8; docs/settings.md#advedge): a targeted L-inf attack on the classifier and its interpreter
-at once.
+at once; and what every framework shares (:class:`InterpretationAttack`: term, edge weights
+per stage, c schedule, label smoothing, :class:`KeepBest`; :class:`OptimizerAttack`: the Adam
+stages of C&W (:mod:`.cw`) and StAdv (:mod:`.stadv`)).
 
 ``InterpretationPGD(model, eps, term=..., variant=...)(x, y, target=y_t)``:
 
