@@ -156,6 +156,8 @@ def test_similarity_metrics():
     assert np.allclose(l1_distance(a, a), 0) and np.allclose(topk_iou(a, a, 0.25), 1)
     assert np.allclose(l1_distance(a, 2 * a + 1), 0)          # scaled to [0, 1] first
     assert np.allclose(l1_distance(np.zeros((1, 1, 2, 2)), np.eye(2)[None, None]), 0.5)
+    # an attack without a success has empty transfer caches: no rows, no error
+    assert l1_distance(np.zeros((0, 1, 8, 8)), np.zeros((0, 1, 8, 8))).shape == (0,)
     x = np.random.default_rng(1).random((2, 3, 16, 16))
     assert np.allclose(noise_rate(x, x), 0)
     assert (noise_rate(x, np.clip(x + 0.1, 0, 1)) > 0).all()

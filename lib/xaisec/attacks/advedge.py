@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaisec.attacks.base import (Attack, AttackBatch, Crafted, check_nonnegative,
-                                 check_steps)
+from xaisec.attacks.base import (Attack, AttackBatch, Crafted, check_choice,
+                                 check_nonnegative, check_steps)
 from xaisec.attacks.edges import VARIANTS, edge_weights, sobel_edges
 from xaisec.attacks.interpretation import InterpretationTerm
 from xaisec.attacks.pgd import project_linf
@@ -147,13 +147,10 @@ class InterpretationAttack(Attack):
                  best_threshold: float = 0.8, map_reduction: str = "sum", seed: int = 0,
                  **kw):
         super().__init__(model, eps, **kw)
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-        for name, value, allowed in (("edge_stages", edge_stages, ("paper", "code")),
-                                     ("smoothing", smoothing, ("paper", "code", "none")),
-                                     ("map_reduction", map_reduction, ("sum", "mean"))):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        check_choice("variant", variant, VARIANTS)
+        check_choice("edge_stages", edge_stages, ("paper", "code"))
+        check_choice("smoothing", smoothing, ("paper", "code", "none"))
+        check_choice("map_reduction", map_reduction, ("sum", "mean"))
         self.term = term
         self.map_reduction = map_reduction
         self.variant, self.phi = variant, float(phi)
@@ -294,10 +291,8 @@ class InterpretationPGD(InterpretationAttack):
                  step: str = "sign", max_step: float = 0.08, search: str = "sample",
                  search_steps: int = 5, confidence: float = 0.9, beta: float = 0.05, **kw):
         super().__init__(model, eps, **kw)
-        for name, value, allowed in (("step", step, ("sign", "l2")),
-                                     ("search", search, ("sample", "batch", "none"))):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        check_choice("step", step, ("sign", "l2"))
+        check_choice("search", search, ("sample", "batch", "none"))
         self.alpha = check_nonnegative("alpha", alpha)
         self.step, self.search = step, search
         self.max_step = check_nonnegative("max_step", max_step)
@@ -331,9 +326,8 @@ class InterpretationPGD(InterpretationAttack):
             # the first (largest) accepted size, else the last (smallest)
             first = torch.where(ok.any(0), ok.float().argmax(0), torch.full_like(t, k - 1))
             return cands[first, torch.arange(n, device=t.device)]
-        zt = logits.gather(2, t.view(1, n, 1).expand(k, n, 1))[..., 0]
-        other = logits.scatter(2, t.view(1, n, 1).expand(k, n, 1), float("-inf")).amax(2)
-        ok = ((other - zt).sum(1) < -1).tolist()
+        margin = margin_loss(logits.flatten(0, 1), t.repeat(k), math.inf).view(k, n)
+        ok = (margin.sum(1) < -1).tolist()
         return cands[ok.index(True) if True in ok else k - 1]
 
     def _class_grad(self, adv: Tensor, target: Tensor) -> Tensor:

@@ -148,6 +148,13 @@ def check_nonnegative(name: str, value) -> float:
     return value
 
 
+def check_choice(name: str, value, allowed) -> str:
+    """``value`` if it is one of ``allowed``, else a ValueError naming ``name``."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value
+
+
 def check_steps(name: str, value) -> int:
     """``value`` as an int >= 1, else a ValueError naming ``name``."""
     if isinstance(value, bool) or int(value) != value or value < 1:

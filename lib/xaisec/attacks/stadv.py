@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xaisec.attacks.advedge import OptimizerAttack, _sample_uniforms, margin_loss
-from xaisec.attacks.base import AttackBatch, Crafted, check_nonnegative
+from xaisec.attacks.base import AttackBatch, Crafted, check_choice, check_nonnegative
 from xaisec.attacks.flow import NEIGHBOURS, flow_loss, flow_warp
 
 __all__ = ["InterpretationStAdv"]
@@ -51,11 +51,9 @@ class InterpretationStAdv(OptimizerAttack):
                  smoothing: str = "none", **kw):
         super().__init__(model, eps, stage1_steps=stage1_steps, stage2=stage2,
                          smoothing=smoothing, prd_weight=prd_weight, **kw)
-        for name, value, allowed in (("stage1_loss", stage1_loss, ("margin", "ce")),
-                                     ("edge_on", edge_on, ("flow", "pixels")),
-                                     ("neighbours", neighbours, tuple(NEIGHBOURS))):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        check_choice("stage1_loss", stage1_loss, ("margin", "ce"))
+        check_choice("edge_on", edge_on, ("flow", "pixels"))
+        check_choice("neighbours", neighbours, tuple(NEIGHBOURS))
         self.tau = check_nonnegative("tau", tau)
         self.flow_init = check_nonnegative("flow_init", flow_init)
         self.stage1_loss, self.edge_on, self.neighbours = stage1_loss, edge_on, neighbours

@@ -44,7 +44,7 @@ def aggregate(maps) -> np.ndarray:
 def minmax(maps) -> np.ndarray:
     """Scale each map of (N,H,W) to [0, 1] independently; constant maps -> all 0."""
     m = _np(maps).astype(np.float64)
-    flat = m.reshape(m.shape[0], -1)
+    flat = m.reshape(m.shape[0], int(np.prod(m.shape[1:])))     # also for N = 0
     lo = flat.min(axis=1, keepdims=True)
     rng = flat.max(axis=1, keepdims=True) - lo
     safe = np.where(rng > 0, rng, 1.0)

@@ -31,7 +31,7 @@ def l1_distance(a, b) -> np.ndarray:
     a, b = scale01(a), scale01(b)
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
-    return np.abs(a - b).reshape(len(a), -1).mean(1)
+    return np.abs(a - b).reshape(len(a), int(np.prod(a.shape[1:]))).mean(1)   # also N = 0
 
 
 def topk_iou(a, b, fraction: float) -> np.ndarray:

@@ -258,8 +258,6 @@ def score_transfer(files: dict, data_dir, out_path, settings: dict, meta: dict) 
     for aid, adv in attacks:
         source = aid.split("-")[1]
         pos = transfer_subset(adv["success"], tr["n_samples"], tr["seed"], aid)
-        if not len(pos):                     # no successful input: no row in Table II
-            continue
         own = read_explanations(files[f"maps_{aid}_{source}"])
         if not np.array_equal(own.sample, adv["sample"]):
             raise ValueError(f"{files[f'maps_{aid}_{source}']}: cached samples differ from the "
@@ -305,6 +303,11 @@ CODE_SCHEDULES = {("grad", "advedge+"): {"stage1_steps": 200, "keep_best_every":
                   ("cam", "advedge+"): {"stage2": [{"c": [5.0, 10.0], "steps": 1000}]}}
 
 
+def _phi(interp: str, settings: dict) -> float:
+    """AdvEdge+'s threshold for ``interp`` (``advedge.phi``: per interpreter, else default)."""
+    return settings["phi"].get(interp, settings["phi"]["default"])
+
+
 def attack_kwargs(interp: str, variant: str, settings: dict) -> dict:
     """InterpretationPGD's arguments for one interpreter and variant from the ``advedge``
     section: the interpreter's schedule (with the notebooks' per-variant step counts under
@@ -315,9 +318,8 @@ def attack_kwargs(interp: str, variant: str, settings: dict) -> dict:
                             "confidence", "beta") if k in s}
     if settings["schedules"] == "code":
         kw.update(CODE_SCHEDULES.get((interp, variant), {}))
-    phi = settings["phi"]
     kw.update(eps=settings["eps"], alpha=settings["alpha"], variant=variant,
-              phi=phi.get(interp, phi["default"]), edge_stages=settings["edge_stages"],
+              phi=_phi(interp, settings), edge_stages=settings["edge_stages"],
               smoothing=settings["smoothing"])
     return kw
 
@@ -353,8 +355,7 @@ def framework_kwargs(framework: str, interp: str, variant: str, settings: dict) 
     kw = {k: f[k] for k in FRAMEWORK_KEYS[framework] if k in f}
     sched = f[interp]
     kw.update({k: sched[k] for k in SCHEDULE_KEYS if sched.get(k) is not None})
-    phi = settings["phi"]
-    kw.update(variant=variant, phi=phi.get(interp, phi["default"]),
+    kw.update(variant=variant, phi=_phi(interp, settings),
               edge_stages=settings["edge_stages"])
     return kw
 
@@ -401,14 +402,13 @@ def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, v
                                 target=t[i:i + bs].to(device)).to("cpu"))
     res = AttackResult.cat(parts)
     rec = res.records()
-    delta = (res.adv - x).flatten(1)
-    linf = delta.abs().amax(1).numpy()
+    linf = (res.adv - x).flatten(1).abs().amax(1).numpy()
     attack_meta = {**(meta or {}), "framework": framework, "interpreter": interp,
                    "variant": variant, "settings": used,
                    "model_fingerprint": mm.get("fingerprint")}
     with io.atomic_path(out_path, suffix=".npz") as tmp:
         np.savez(tmp, sample=inp["sample"], adv=res.adv.numpy().astype(np.float32),
-                 linf=linf, l2=delta.norm(dim=1).numpy(), meta=np.array(io.json_dumps(attack_meta)),
+                 linf=linf, meta=np.array(io.json_dumps(attack_meta)),
                  **{k: v for k, v in rec.items()})
     asr = float(rec["success"].mean()) if len(x) else float("nan")
     return {**attack_meta, "n": int(len(x)), "asr": asr,

@@ -216,7 +216,6 @@ def example_figure(number: str, run: dict, n_images: int, paths) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
 
     from xaisec.cache import read_explanations
     from xaisec.papers.advedge.experiment import load_adversarial, load_inputs
@@ -226,12 +225,7 @@ def example_figure(number: str, run: dict, n_images: int, paths) -> None:
     inp = load_inputs(files["inputs"], run["data_dir"])
 
     def up(m):
-        t = torch.tensor(np.asarray(m), dtype=torch.float32)[None, None]
-        return torch.nn.functional.interpolate(t, size=inp["x"].shape[-2:], mode="bilinear",
-                                               align_corners=False)[0, 0].numpy()
-
-    def img(t):
-        return t.permute(1, 2, 0).numpy().clip(0, 1)
+        return _upsample(m, inp["x"].shape[-2:])
 
     if number == "1":
         cols = [("benign", None), ("PGD", REFERENCE), ("AdvEdge", "pgd-cam-advedge")]
@@ -265,13 +259,12 @@ def example_figure(number: str, run: dict, n_images: int, paths) -> None:
                 adv, es = cache[aid]
                 ok = "✓" if adv["success"][i] else "✗"
                 x, m, title = adv["x"][i], es.maps[i, 0], f"{lab} {ok}"
-            ax_img.imshow(img(x))
+            ax_img.imshow(_image(x))
             ax_img.set_title(title, fontsize=6)
             ax_map.imshow(up(m), cmap="jet", vmin=0, vmax=1)
             ax_map.set_title("map", fontsize=6)
             for a in (ax_img, ax_map):
-                a.set_xticks([])
-                a.set_yticks([])
+                _off(a)
     what = {"1": "benign, standard (PGD) and dual (AdvEdge) adversarial inputs with CAM",
             "2": "benign and adversarial maps per interpreter (the paper: ImageNet, ResNet)",
             "9": "benign and adversarial maps per interpreter (the paper: CIFAR)"}[number]
@@ -311,13 +304,17 @@ def write_transfer_table(df: pd.DataFrame, csv_path, md_path) -> pd.DataFrame:
     wide = table.assign(cell=cell).pivot_table(index=keys, columns=["target", "variant"],
                                                values="cell", aggfunc="first", sort=False)
     wide.columns = [f"{t} {v}" for t, v in wide.columns]
-    counts = table.drop_duplicates(keys + ["variant"]).groupby(keys, sort=False)["n"].apply(
-        lambda n: "/".join(str(int(v)) for v in n))
+    variants = [LABELS[v] for v in ("adv2", "advedge", "advedge+")
+                if LABELS[v] in set(table["variant"])]
+    n = table.drop_duplicates(keys + ["variant"]).pivot_table(
+        index=keys, columns="variant", values="n", aggfunc="first", sort=False)
+    counts = n.reindex(columns=variants).fillna(0).astype(int).astype(str).agg("/".join, axis=1)
     wide.insert(0, "n per variant", counts)
     _md(wide.reset_index(), "AdvEdge paper, Table II (reproduced): L1 of adversarial-to-benign "
         "maps transferred across interpreters",
         ["Rows: the interpreter the attack was made against (source); n per variant: the random "
-         "successful inputs explained, in the variants' order (Sec. V-F: 100); columns: the interpreter explaining them "
+         "successful inputs explained, in the columns' variant order (Sec. V-F: 100; 0: the "
+         "attack never succeeded); columns: the interpreter explaining them "
          "(target) and the variant. The diagonal (source = target) is the attack's own L1 on "
          "the same inputs.",
          "Cells: ours (the paper's ImageNet value for the same framework, model family, source, "
