@@ -11,4 +11,4 @@ with rule_context(smk) as ctx:
     train_clean(Path(smk.input.manifest).parent, Path(smk.output.model).parent,
                 smk.params.model, smk.params.train, int(w.seed), ctx.device,
                 provenance=ctx.provenance(rule="train_clean"),
-                meta={"model": w.model})
+                meta={"model": w.model}, init_path=smk.input.get("init"))

@@ -210,3 +210,150 @@ def test_detector_trains_only_the_new_input_and_output_layers():
             assert torch.equal(v, frozen[k]), k
     assert not torch.equal(det.net.features[0].weight, first)
     assert det.net.features[0].in_channels == 3 and bb[0].in_channels == 3
+
+
+# ---------------------------------------------------------------- the training loop's hook
+
+def _fit(tmp_path, name, defense=None, init=None, epochs=1, lr=0.05):
+    from xaisec.train import TrainConfig, fit
+
+    torch.manual_seed(0)
+    model = build_model(arch="resnet20", num_classes=3)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, 48)
+    cfg = TrainConfig(epochs=epochs, batch_size=16, lr=lr, schedule="onecycle",
+                      eval_batch_size=16)
+    info = fit(model, x, y, x[:16], y[:16], cfg, tmp_path / name, seed=0, defense=defense,
+               progress=False)
+    return model, info
+
+
+def test_fit_with_a_zero_budget_defense_follows_plain_training(tmp_path):
+    plain, _ = _fit(tmp_path, "plain")
+    at, info = _fit(tmp_path, "at", AdversarialTraining(eps=0.0, steps=(1,)))
+    for (k, a), b in zip(plain.state_dict().items(), at.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    assert info["defense"].startswith("AdversarialTraining(")
+
+
+def test_fit_with_adversarial_training_changes_the_model(tmp_path):
+    plain, _ = _fit(tmp_path, "plain")
+    at, _ = _fit(tmp_path, "at", AdversarialTraining(eps=8 / 255, alpha=4 / 255, steps=(2,)))
+    assert not torch.equal(plain.conv1.weight, at.conv1.weight)
+
+
+def test_train_clean_fine_tunes_from_its_init_checkpoint(tmp_path):
+    """``init``: with lr 0 the fine-tuned weights are the init model's (not a fresh draw)."""
+    from xaisec import io
+    from xaisec.workflow.tasks import train_clean
+
+    start, _ = _fit(tmp_path, "start")
+    io.save_model(start, tmp_path / "start.pt", {"fingerprint": "abc"})
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 32), ("test", 16)):
+        np.savez(data / f"{split}.npz", x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                 y=rng.integers(0, 3, n))
+    io.write_json(data / "manifest.json", {"dataset": "shapes", "class_names": ["a", "b", "c"]})
+    info = train_clean(data, tmp_path / "ft", {"arch": "resnet20"},
+                       {"epochs": 1, "batch_size": 16, "lr": 0.0, "momentum": 0.0,
+                        "weight_decay": 0.0, "schedule": "multistep", "eval_batch_size": 16},
+                       seed=3, init_path=tmp_path / "start.pt")
+    ft, meta = io.load_model(tmp_path / "ft" / "model.pt")
+    torch.testing.assert_close(ft.conv1.weight, start.conv1.weight, rtol=0, atol=0)
+    assert meta["init"] == {"path": str(tmp_path / "start.pt"), "fingerprint": "abc"}
+    assert info["init"]["fingerprint"] == "abc"
+
+
+# ---------------------------------------------------------------- input defenses in the model
+
+def test_input_defense_inside_the_model_and_bpda():
+    from xaisec.defenses.input import bit_squeezing, median_smoothing, with_input_defense
+
+    torch.manual_seed(0)
+    model = build_model(arch="resnet20", num_classes=10).eval()
+    x = torch.rand(4, 3, 32, 32)
+    med = with_input_defense(model, "median", size=2).eval()
+    torch.testing.assert_close(med(x), model(median_smoothing(x, 2)))
+    assert not isinstance(model.normalize, nn.Sequential)         # the original untouched
+    # CAM finds its layers in the defended copy: the maps are those of the squeezed input
+    torch.testing.assert_close(cam(med).attribute(x, target=torch.zeros(4, dtype=torch.long)).maps,
+                               cam(model).attribute(median_smoothing(x, 2),
+                                                    target=torch.zeros(4, dtype=torch.long)).maps)
+    # bit squeezing's own gradient is zero; BPDA passes the model's gradient at squeeze(x)
+    bs = with_input_defense(model, "bitsqueeze", bits=3).eval()
+    bpda = with_input_defense(model, "bitsqueeze", bpda=True, bits=3).eval()
+    torch.testing.assert_close(bpda(x), bs(x))
+    xa = x.clone().requires_grad_(True)
+    (g0,) = torch.autograd.grad(bs(xa)[:, 1].sum(), xa)
+    assert g0.abs().max() == 0
+    xb = x.clone().requires_grad_(True)
+    (g1,) = torch.autograd.grad(bpda(xb)[:, 1].sum(), xb)
+    xs = bit_squeezing(x, 3).requires_grad_(True)
+    (g2,) = torch.autograd.grad(model(xs)[:, 1].sum(), xs)
+    torch.testing.assert_close(g1, g2)
+
+
+# ---------------------------------------------------------------- Wide-ResNet, backbones
+
+def test_wide_resnet_shapes_cam_layer_and_size():
+    from xaisec.models.classifiers import count_parameters
+
+    m = build_model(arch="wrn16_2", num_classes=10).eval()
+    assert m(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert m.features(torch.rand(1, 3, 32, 32)).shape == (1, 128, 8, 8)
+    maps = cam(m).attribute(torch.rand(2, 3, 32, 32), target=torch.tensor([0, 1])).maps
+    assert maps.shape[-2:] == (8, 8)
+    assert 36.0e6 < count_parameters(build_model(arch="wrn28_10", num_classes=10)) < 37.0e6
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "vgg16_gap", "wrn16_2"])
+def test_backbone_layers_are_the_models_feature_stack(arch):
+    from xaisec.papers.advedge.defenses import backbone_layers
+
+    torch.manual_seed(0)
+    m = build_model(arch=arch, num_classes=10).eval()
+    seq = backbone_layers(m)
+    assert isinstance(seq[0], nn.Conv2d)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = seq(m.normalize(x))
+        ref = m.features(x)
+    torch.testing.assert_close(out, ref)
+
+
+# ---------------------------------------------------------------- the detector's data
+
+def test_detector_data_pairs_each_adversarial_with_its_own_benign_image():
+    """A wrong join (another image's benign map, another interpreter's cache) shows: the maps
+    encode (interpreter, sample, benign/adversarial)."""
+    from xaisec.cache import ExplanationSet
+    from xaisec.papers.advedge.defenses import detector_data
+
+    interps = ("grad", "cam", "rts")
+    code = {"grad": 1, "cam": 2, "rts": 3}
+    samples = np.array([3, 5, 8, 13, 21])
+
+    def es(i, ids, adv):
+        maps = np.stack([np.full((1, 2, 2), 100 * code[i] + s + 0.5 * adv, np.float32)
+                         for s in ids])
+        n = len(ids)
+        return ExplanationSet(maps=maps, sample=ids, label=np.zeros(n, np.int64),
+                              pred=np.zeros(n, np.int64), confidence=np.ones(n, np.float32),
+                              target=np.zeros(n, np.int64), meta={})
+
+    benign = {i: es(i, samples, 0) for i in interps}
+    attacks = {i: f"pgd-{i}-advedge" for i in interps}
+    subsets = {"grad": samples[[0, 2]], "cam": samples[[1, 3, 4]], "rts": samples[[4]]}
+    own = {attacks[i]: {"sample": subsets[i], "maps": es(i, subsets[i], 1).maps}
+           for i in interps}
+    other = {(attacks[s], i): es(i, subsets[s], 1) for s in interps for i in interps if i != s}
+    maps, y, src = detector_data(("grad", "cam"), attacks, benign, own, other)
+    assert len(y) == 2 * (2 + 3) and y.sum() == 5
+    for i in ("grad", "cam"):
+        expect = 100 * code[i] + src + 0.5 * y
+        np.testing.assert_array_equal(maps[i][:, 0, 0, 0], expect)

@@ -11,8 +11,10 @@ MASKED_DATASETS = ("shapes", "gtsrb", "imagenet")
 
 #: 32x32 classifiers trained by the workflow: ResNet-20 and VGG-13 (CFN paper); DenseNet-BC-40,
 #: VGG-16 with a GAP head and a GoogLeNet-style net, with ResNet-20 the CIFAR members of the
-#: AdvEdge paper's four families (Section V-A; xaisec.models.classifiers)
-CIFAR_ARCHS = ("resnet20", "vgg13", "densenet40", "vgg16_gap", "inception")
+#: AdvEdge paper's four families (Section V-A; xaisec.models.classifiers); Wide-ResNets
+#: WRN-28-10 and the CPU stand-in WRN-16-2 (AdvEdge Table VI, robust training)
+CIFAR_ARCHS = ("resnet20", "vgg13", "densenet40", "vgg16_gap", "inception", "wrn28_10",
+               "wrn16_2")
 #: torchvision ImageNet networks, loaded with pretrained weights, never trained: EXIAA's,
 #: FGSM-XAI's, and the AdvEdge paper's four (Section V-A)
 IMAGENET_ARCHS = ("resnet18", "vit_b_16", "efficientnet_v2_s", "efficientnet_b0",

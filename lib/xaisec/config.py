@@ -101,6 +101,20 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         if m.get("train"):
             _check({**config["clean"]["train"], **m["train"]}, train_schema, schema,
                    prefix=("models", key, "train"))
+        init = m.get("init")
+        if init is not None:
+            if init not in config["models"] or init == key:
+                raise ConfigError(f"config key 'models.{key}.init': {init!r} is not another "
+                                  f"model under 'models' (defined: {', '.join(config['models'])})")
+            if config["models"][init]["arch"] != m["arch"]:
+                raise ConfigError(f"config key 'models.{key}.init': {init!r} is a "
+                                  f"{config['models'][init]['arch']}, {key!r} a {m['arch']}; "
+                                  "fine-tuning needs the same architecture")
+            if m["arch"] in IMAGENET_ARCHS:
+                raise ConfigError(f"config key 'models.{key}.init': pretrained ImageNet "
+                                  "networks are not trained")
+        if m.get("defense"):
+            _check_training_defense(m["defense"], ("models", key, "defense"))
     for i, key in enumerate(config["clean"]["models"]):
         if key in config["models"] and config["models"][key]["arch"] in IMAGENET_ARCHS:
             raise ConfigError(f"config key 'clean.models.{i}': {key!r} is a pretrained ImageNet "
@@ -110,6 +124,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             raise ConfigError(
                 f"config key 'clean.models.{i}': model {key!r} is not defined under 'models' "
                 f"(defined: {', '.join(config['models']) or 'none'})")
+    _check_advedge_models(config)
     for i, exp in enumerate(config["backdoor"]["experiments"]):
         for j, key in enumerate(exp.get("models", [])):
             _model_defined(config, key, f"backdoor.experiments.{i}.models.{j}")
@@ -126,6 +141,31 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             _model_defined(config, key, f"backdoor.weights.{group}.{regime}")
     _check_batches(config)
     return config
+
+
+def _check_advedge_models(config: dict) -> None:
+    """The model keys AdvEdge part 3 names (Table XI's AT models, the detector's backbone,
+    Table VI's and Table III's models) are defined, when AdvEdge has runs."""
+    a = config["advedge"]
+    if not a["datasets"] or not a["models"] or not a["seeds"]:
+        return
+    for m, at in a["defenses"]["adversarial"].items():
+        if m not in a["models"]:
+            continue
+        _model_defined(config, at, f"advedge.defenses.adversarial.{m}")
+        if config["models"][at].get("defense", {}).get("name") != "adversarial":
+            raise ConfigError(f"config key 'advedge.defenses.adversarial.{m}': {at!r} is not "
+                              "trained with defense {name: adversarial}")
+    det = a["detector"]
+    if len(det["interpreters"]) >= 2 and not det["backbone"]["weights"]:
+        _model_defined(config, det["backbone"]["model"], "advedge.detector.backbone.model")
+    r = a["robust"]
+    if r["normal"] and r["robust"]:
+        _model_defined(config, r["normal"], "advedge.robust.normal")
+        _model_defined(config, r["robust"], "advedge.robust.robust")
+    b = a["blackbox"]
+    if b["target"]:
+        _model_defined(config, b["target"], "advedge.blackbox.target")
 
 
 def _model_defined(config: dict, key: str, where: str) -> None:
@@ -163,3 +203,15 @@ def train_settings(config: dict, dataset: str, model: str | None = None) -> dict
     model_over = config["models"].get(model, {}).get("train", {}) if model else {}
     return {**config["clean"]["train"], **config["clean"]["overrides"].get(dataset, {}),
             **model_over}
+
+
+def _check_training_defense(d: dict, prefix: tuple) -> None:
+    """A training defense's settings are the keyword arguments of its class (listed, torch-free,
+    in its registry entry): an unknown one is a config error naming the accepted ones."""
+    from xaisec.defenses import spec
+
+    accepted = spec(d["name"]).settings
+    for k in d:
+        if k != "name" and k not in accepted:
+            raise ConfigError(f"config key '{'.'.join(prefix)}.{k}': not a setting of training "
+                              f"defense {d['name']!r} (settings: {', '.join(accepted)})")

@@ -89,8 +89,10 @@ def _optimizer(model, cfg: TrainConfig, steps_per_epoch: int):
 
 
 def train_epoch(model, opt, sched, x, y, cfg: TrainConfig, gen: torch.Generator, device,
-                desc: str = "train", progress: bool = True) -> dict:
-    """One epoch over uint8 images ``x`` (N, C, H, W) and labels ``y``; returns metrics."""
+                desc: str = "train", progress: bool = True, defense=None) -> dict:
+    """One epoch over uint8 images ``x`` (N, C, H, W) and labels ``y``; returns metrics.
+    ``defense``: a :class:`~xaisec.defenses.training.TrainingDefense` whose loss replaces the
+    cross-entropy (its logits, e.g. adversarial ones, give the training accuracy)."""
     model.train()
     n = len(x)
     perm = torch.randperm(n, generator=gen)
@@ -104,8 +106,14 @@ def train_epoch(model, opt, sched, x, y, cfg: TrainConfig, gen: torch.Generator,
         xb = to_float(x[idx].to(device, non_blocking=True))
         yb = y[idx].to(device, non_blocking=True)
         xb = random_crop_flip(xb, gen, cfg.crop_padding, cfg.flip)
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
+        if defense is None:
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+        else:
+            loss, logits = defense.loss_and_logits(model, xb, yb)
+            if logits is None:
+                with torch.no_grad():
+                    logits = model(xb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -137,11 +145,15 @@ class TrainingDiverged(RuntimeError):
 @io.holds_output_lock  # one run per out_dir: a second one stops with a clear error
 def fit(model: nn.Module, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
         test_y: np.ndarray, cfg: TrainConfig, out_dir, seed: int, device="cpu",
-        meta: dict | None = None, progress: bool = True) -> dict:
+        meta: dict | None = None, progress: bool = True, defense=None,
+        init: dict | None = None) -> dict:
     """Train ``model`` and write ``model.pt``, ``model.json`` and ``metrics.csv`` in ``out_dir``.
 
     ``train_x``/``test_x`` are uint8 (N, H, W, 3) arrays. Resumes from ``out_dir/resume.pt``
-    when it was written by a run with the same settings.
+    when it was written by a run with the same settings. ``defense``: a training-time defense
+    (:mod:`xaisec.defenses`, kind ``training``) whose loss replaces the cross-entropy;
+    ``init``: ``{"path", "fingerprint"}`` of a checkpoint the model starts from (a
+    fine-tuning; the caller loaded its weights), both recorded in ``model.json``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +171,9 @@ def fit(model: nn.Module, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
     model.to(device)
     steps = math.ceil(len(x) / cfg.batch_size)
     opt, sched = _optimizer(model, cfg, steps)
-    fp = cfg.fingerprint(seed=seed, spec=model.spec.to_dict(), n_train=len(x))
+    extra = {} if defense is None and init is None else {
+        "defense": repr(defense), "init": (init or {}).get("fingerprint")}
+    fp = cfg.fingerprint(seed=seed, spec=model.spec.to_dict(), n_train=len(x), **extra)
     resume = out_dir / "resume.pt"
     done, rows, _ = io.load_resume(resume, fp, model, opt, sched, gen)
     start = done + 1
@@ -168,7 +182,7 @@ def fit(model: nn.Module, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
     for epoch in bar:
         lr = opt.param_groups[0]["lr"]
         m = train_epoch(model, opt, sched, x, y, cfg, gen, device, desc=f"epoch {epoch}",
-                        progress=progress)
+                        progress=progress, defense=defense)
         if not math.isfinite(m["train_loss"]):
             raise TrainingDiverged(
                 f"{out_dir}: training diverged in epoch {epoch} (loss {m['train_loss']}) with "
@@ -191,6 +205,8 @@ def fit(model: nn.Module, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
         "test_acc": final["test_acc"],
         "train_seconds": float(metrics["seconds"].sum()),
         "fingerprint": fp,
+        **({} if defense is None else {"defense": repr(defense)}),
+        **({} if init is None else {"init": init}),
     }
     with io.atomic_path(out_dir / "metrics.csv") as tmp:
         metrics.to_csv(tmp, index=False)

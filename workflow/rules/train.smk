@@ -5,6 +5,7 @@
 rule train_clean:
     input:
         unpack(PLAN.data_files),
+        unpack(PLAN.init_model),
     wildcard_constraints:
         model=alternatives(PLAN.trained_models),
         dataset="cifar10|cifar100|gtsrb|shapes",

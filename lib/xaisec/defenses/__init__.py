@@ -42,6 +42,8 @@ class DefenseSpec:
     kind: str
     path: str
     description: str
+    #: the keyword arguments it takes (config validation reads them without importing torch)
+    settings: tuple = ()
 
     def load(self) -> Any:
         """Import and return the defense's function (or class)."""
@@ -58,16 +60,18 @@ DEFENSES: dict[str, DefenseSpec] = {s.name: s for s in (
     DefenseSpec("batchstat", "model", ".model:batchstat",
                 "the CFN authors' evaluation code: current-batch statistics, learned affine"),
     DefenseSpec("median", "input", ".input:median_smoothing",
-                "median smoothing over a size x size window (Xu et al. 2018; AdvEdge's MS)"),
+                "median smoothing over a size x size window (Xu et al. 2018; AdvEdge's MS)",
+                ("size",)),
     DefenseSpec("bitsqueeze", "input", ".input:bit_squeezing",
-                "bit-depth reduction to `bits` bits (Xu et al. 2018; AdvEdge's BS)"),
+                "bit-depth reduction to `bits` bits (Xu et al. 2018; AdvEdge's BS)", ("bits",)),
     DefenseSpec("adversarial", "training", ".adversarial:AdversarialTraining",
                 "PGD adversarial training on copies of 50, 100 and 150 iterations (AdvEdge's "
-                "AT)"),
+                "AT)", ("eps", "alpha", "steps", "include_clean")),
     DefenseSpec("interpretation_robust", "training",
                 ".interpretation_robust:InterpretationRobustTraining",
                 "CE + gamma x the worst-case 2-class interpretation discrepancy (Boopathy et "
-                "al. 2020; AdvEdge Table VI)"),
+                "al. 2020; AdvEdge Table VI)",
+                ("explainer", "gamma", "eps", "alpha", "steps", "seed", "explainer_settings")),
 )}
 
 for _s in DEFENSES.values():  # a wrong kind is a programming error: fail on import

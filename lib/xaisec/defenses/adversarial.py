@@ -51,6 +51,13 @@ class AdversarialTraining(TrainingDefense):
             model, eps=self.eps, alpha=self.alpha, steps=k, random_start=False)(x, y))
             for k in self.steps]
 
-    def loss(self, model, x, y):
+    def loss_and_logits(self, model, x, y):
+        """The mean cross-entropy over the copies, and the logits of the strongest copy (the
+        most PGD iterations): the epoch's training accuracy is its adversarial accuracy."""
         xs = self.adversarial(model, x, y) + ([x] if self.include_clean else [])
-        return torch.stack([F.cross_entropy(model(a), y) for a in xs]).mean()
+        logits = [model(a) for a in xs]
+        loss = torch.stack([F.cross_entropy(z, y) for z in logits]).mean()
+        return loss, logits[int(max(range(len(self.steps)), key=lambda i: self.steps[i]))]
+
+    def loss(self, model, x, y):
+        return self.loss_and_logits(model, x, y)[0]

@@ -66,9 +66,11 @@ def bit_squeezing(x: torch.Tensor, bits: int) -> torch.Tensor:
 class InputDefense(nn.Module):
     """An input defense as a module, to put in front of a model:
     ``nn.Sequential(InputDefense("median", size=2), model)`` (e.g. to attack the defended
-    system)."""
+    system). ``bpda``: the backward pass is the identity's (Athalye et al. 2018's BPDA, the
+    straight-through estimator), for transforms whose own gradient is zero almost everywhere
+    (bit squeezing); the forward value is the defense's."""
 
-    def __init__(self, name: str, **settings):
+    def __init__(self, name: str, bpda: bool = False, **settings):
         super().__init__()
         from xaisec.defenses import spec  # the registry; resolving it here keeps names defined once
 
@@ -76,11 +78,30 @@ class InputDefense(nn.Module):
         if s.kind != "input":
             raise ValueError(f"{name!r} is a {s.kind} defense, not an input defense")
         self.name = name
+        self.bpda = bool(bpda)
         self.settings = dict(settings)
         self._fn = s.load()
 
     def forward(self, x):
-        return self._fn(x, **self.settings)
+        y = self._fn(x, **self.settings)
+        return x + (y - x).detach() if self.bpda else y
 
     def extra_repr(self):
-        return ", ".join([repr(self.name)] + [f"{k}={v!r}" for k, v in self.settings.items()])
+        return ", ".join([repr(self.name)] + [f"{k}={v!r}" for k, v in self.settings.items()]
+                         + (["bpda=True"] if self.bpda else []))
+
+
+def with_input_defense(model: nn.Module, name: str, bpda: bool = False, **settings) -> nn.Module:
+    """A copy of ``model`` that applies input defense ``name`` to its inputs, inside the model:
+    its ``normalize`` module (every classifier of :mod:`xaisec.models` has one, first in its
+    forward) becomes ``Sequential(InputDefense, normalize)``, so every other layer keeps its
+    name and the explainers (CAM's classifier weights, hooked layers) work on the defended
+    system unchanged; ``model`` is left untouched."""
+    import copy
+
+    if not isinstance(getattr(model, "normalize", None), nn.Module):
+        raise ValueError(f"{type(model).__name__} has no 'normalize' module to put the input "
+                         "defense in front of")
+    out = copy.deepcopy(model)
+    out.normalize = nn.Sequential(InputDefense(name, bpda=bpda, **settings), out.normalize)
+    return out

@@ -99,13 +99,16 @@ class InterpretationRobustTraining(TrainingDefense):
         return crafted_in_eval_mode(model, run)
 
     def loss(self, model, x, y):
+        return self.loss_and_logits(model, x, y)[0]
+
+    def loss_and_logits(self, model, x, y):
         logits = model(x)
         ce = F.cross_entropy(logits, y)
         if self.gamma == 0:
-            return ce
+            return ce, logits
         expl = self.build_explainer(model)
         t = second_class(logits, y)
         x_hat = self.worst_case(expl, model, x, y, t)
         d = crafted_in_eval_mode(model, lambda: interpretation_discrepancy(
             expl, x, x_hat, y, t, create_graph=True))
-        return ce + self.gamma * d.mean()
+        return ce + self.gamma * d.mean(), logits

@@ -4,7 +4,8 @@ adversarial training (the AdvEdge paper's AT, Madry et al.), rather than transfo
 A training-time defense is a :class:`TrainingDefense` subclass registered in
 :mod:`xaisec.defenses` with kind ``"training"``; :func:`xaisec.defenses.get_defense` returns the
 class, built with the defense's settings, and the training loop calls :meth:`loss` on every
-batch in place of the plain cross-entropy.
+batch in place of the plain cross-entropy (:meth:`loss_and_logits`, which also gives the
+logits the epoch's training accuracy is counted on).
 """
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ class TrainingDefense(abc.ABC):
         """The scalar training loss of one batch (images ``x`` in [0, 1], labels ``y``),
         differentiable w.r.t. the model's parameters; the model is in training mode."""
 
+    def loss_and_logits(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """(:meth:`loss`, the (N, classes) logits the training accuracy is counted on, or None
+        when the defense has none to offer); subclasses return the logits they computed."""
+        return self.loss(model, x, y), None
+
     def __repr__(self) -> str:
-        hyper = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        hyper = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                          if not k.startswith("_"))   # settings only (no generator state)
         return f"{type(self).__name__}({hyper})"

@@ -450,9 +450,72 @@ class InceptionCIFAR(CamLayers, nn.Module):
         return self.linear(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+
+class WideBasic(nn.Module):
+    """Pre-activation wide block (Zagoruyko & Komodakis 2016, Fig. 1d without dropout):
+    BN-act-conv3x3-BN-act-conv3x3, a 1x1 projection shortcut where the shape changes."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, spec: ModelSpec):
+        super().__init__()
+        v, a, b = spec.variant, spec.activation, spec.beta
+        self.bn1, self.act1 = _norm(in_ch, v), make_activation(a, b)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=v == "nobn")
+        self.bn2, self.act2 = _norm(out_ch, v), make_activation(a, b)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=v == "nobn")
+        self.shortcut = (nn.Conv2d(in_ch, out_ch, 1, stride, bias=v == "nobn")
+                         if stride != 1 or in_ch != out_ch else None)
+
+    def forward(self, x):
+        o = self.act1(self.bn1(x))
+        short = x if self.shortcut is None else self.shortcut(o)
+        return self.conv2(self.act2(self.bn2(self.conv1(o)))) + short
+
+
+class WideResNet(CamLayers, nn.Module):
+    """Wide-ResNet WRN-``depth``-``width`` for 32x32 inputs (Zagoruyko & Komodakis 2016): a 3x3
+    stem with 16 channels, three groups of (depth - 4) / 6 wide blocks at 16k, 32k, 64k
+    channels (strides 1, 2, 2), a final BN-activation, global average pooling and one linear
+    layer, so CAM is defined. The AdvEdge paper's Table VI network (Sec. VI-B) is a
+    Wide-ResNet on CIFAR-10: ``wrn28_10`` (36.5 M parameters) at the paper's scale,
+    ``wrn16_2`` (0.7 M) the CPU stand-in. CAM / Grad-CAM layer: ``act`` (the last activation,
+    64k x 8 x 8)."""
+
+    gradcam_layer = cam_layer = "act"
+
+    def __init__(self, spec: ModelSpec, depth: int = 28, width: int = 10):
+        super().__init__()
+        if (depth - 4) % 6 or depth < 10:
+            raise ValueError(f"Wide-ResNet depth must be 6 n + 4 with n >= 1, got {depth}")
+        n = (depth - 4) // 6
+        self.normalize = Normalize(spec.mean, spec.std)
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=spec.variant == "nobn")
+        groups, in_ch = [], 16
+        for planes, stride in ((16 * width, 1), (32 * width, 2), (64 * width, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(WideBasic(in_ch, planes, stride if i == 0 else 1, spec))
+                in_ch = planes
+            groups.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = groups
+        self.bn = _norm(in_ch, spec.variant)
+        self.act = make_activation(spec.activation, spec.beta)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(in_ch, spec.num_classes)
+        _init_convs(self)
+
+    def features(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.conv1(self.normalize(x)))))
+        return self.act(self.bn(x))
+
+    def forward(self, x):
+        return self.linear(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
 #: arch -> class of the 32x32 classifiers (:data:`CIFAR_ARCHS`)
 CIFAR_MODELS = {"resnet20": ResNet20, "vgg13": VGG13, "densenet40": DenseNetBC,
-                "vgg16_gap": VGG16GAP, "inception": InceptionCIFAR}
+                "vgg16_gap": VGG16GAP, "inception": InceptionCIFAR,
+                "wrn28_10": lambda spec: WideResNet(spec, 28, 10),
+                "wrn16_2": lambda spec: WideResNet(spec, 16, 2)}
 
 
 def build_model(spec: ModelSpec | None = None, **kwargs) -> nn.Module:

@@ -167,6 +167,14 @@ class Plan:
     def model_config(self, wildcards) -> dict:
         return self.config["models"][wildcards.model]
 
+    def init_model(self, wildcards) -> dict:
+        """The checkpoint a fine-tuned model starts from (``models.<key>.init``), if any."""
+        init = self.config["models"][wildcards.model].get("init")
+        if init is None:
+            return {}
+        return {"init": f"{self.model_dir(wildcards.dataset, init, wildcards.seed)}"
+                        "/clean/model.pt"}
+
     def clean_evaluation(self) -> dict:
         """evaluate_clean / evaluate_scenario read these evaluation keys."""
         return pick(self.config["evaluation"], "defenses", "batch_size", "n_samples", "seed")

@@ -38,8 +38,11 @@ def pretrained_model(arch: str, weights, out_dir, provenance: dict | None = None
 
 
 def train_clean(data_dir, out_dir, model_cfg: dict, train_cfg: dict, seed: int, device="cpu",
-                provenance: dict | None = None, meta: dict | None = None) -> dict:
-    """Train one clean model; writes model.pt, model.json, metrics.csv and provenance.json."""
+                provenance: dict | None = None, meta: dict | None = None,
+                init_path=None) -> dict:
+    """Train one model (not backdoored); writes model.pt, model.json, metrics.csv and
+    provenance.json. ``model_cfg["defense"]``: a training-time defense ({name, settings});
+    ``init_path``: the checkpoint it starts from (``model_cfg["init"]``, a fine-tuning)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     manifest = datasets.load_manifest(data_dir)
     train = datasets.load_split(data_dir / "train.npz")
@@ -47,8 +50,23 @@ def train_clean(data_dir, out_dir, model_cfg: dict, train_cfg: dict, seed: int, 
     spec = model_spec(model_cfg, len(manifest["class_names"]))
     io.seed_everything(seed)
     model = build_model(spec)
+    init = None
+    if init_path is not None:
+        start, start_meta = io.load_model(init_path, "cpu")
+        if start.spec.arch != spec.arch or start.spec.num_classes != spec.num_classes:
+            raise ValueError(f"{init_path}: a {start.spec.arch} with {start.spec.num_classes} "
+                             f"classes cannot start a {spec.arch} with {spec.num_classes}")
+        model.load_state_dict(start.state_dict())
+        init = {"path": str(init_path), "fingerprint": start_meta.get("fingerprint")}
+    defense = None
+    if model_cfg.get("defense"):
+        from xaisec.defenses import get_defense
+
+        d = dict(model_cfg["defense"])
+        defense = get_defense(d.pop("name"))(**d)
     info = fit(model, train.x, train.y, test.x, test.y, TrainConfig(**train_cfg), out_dir, seed,
-               device=device, meta={**(meta or {}), "dataset": manifest["dataset"]})
+               device=device, meta={**(meta or {}), "dataset": manifest["dataset"]},
+               defense=defense, init=init)
     if provenance is not None:
         io.write_json(out_dir / "provenance.json", provenance)
     return info
