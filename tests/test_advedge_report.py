@@ -245,3 +245,119 @@ def test_framework_kwargs_from_the_config():
     mask = framework_kwargs("stadv", "mask", "adv2", a)
     assert mask["lr"] == 0.005 and mask["tau"] == 5e-4 and mask["edge_on"] == "flow"
     assert framework_kwargs("stadv", "cam", "adv2", a)["map_reduction"] == "mean"
+
+
+# ---------------------------------------------------------------- part 3: defenses
+
+def test_defense_plan_reads_the_right_models_and_files():
+    t = AdvedgeTargets(config())
+    files = t.defense_files("cifar10", "densenet40", 1)
+    # the AT column reads densenet40's own adversarially trained copy, not resnet20's
+    assert files["at_model"] == "results/cifar10/densenet40-at/seed1/clean/model.pt"
+    assert files["model"] == "results/cifar10/densenet40/seed1/clean/model.pt"
+    assert "adv_pgd-none-plain" not in files and "adv_cw-mask-advedge+" in files
+    wb = [k for k in files if k.startswith("wb_")]
+    assert len(wb) == 3 * 6 and "wb_adversarial__stadv-cam-advedge" in wb
+    at = t.defended_model(W(dataset="cifar10", model="densenet40", seed=1, advdef="adversarial"))
+    assert at["model"] == files["at_model"]
+    ms = t.defended_model(W(dataset="cifar10", model="densenet40", seed=1, advdef="median"))
+    assert ms["model"] == files["model"]
+    s = t.defended_attack_settings(W(advfw="pgd", advint="cam", advdef="bitsqueeze"))
+    assert s["input"] == {"bitsqueeze": {"bits": 5}} and "grad" not in s
+    assert "input" not in t.defended_attack_settings(W(advfw="pgd", advint="cam",
+                                                       advdef="adversarial"))
+    # no AT counterpart: no AT column, and asking for one is a plan error
+    plain = AdvedgeTargets(config(defenses={"adversarial": {}}))
+    assert plain.defense_names("resnet20") == ["median", "bitsqueeze"]
+    with pytest.raises(PlanError, match="adversarially trained"):
+        plain.defended_model(W(dataset="cifar10", model="resnet20", seed=1,
+                               advdef="adversarial"))
+    from xaisec.config import ConfigError
+
+    with pytest.raises(ConfigError, match="white_box.interpreters"):   # RTS: the undefended's
+        config(defenses={"white_box": {"interpreters": ["rts"]}})
+    oblivious = AdvedgeTargets(config(defenses={"knowledge": ["oblivious"]}))
+    assert oblivious.white_box_attacks() == []
+
+
+def test_detector_robust_and_blackbox_plans():
+    t = AdvedgeTargets(config())
+    assert t.detector_attacks() == ["pgd-grad-advedge", "pgd-cam-advedge", "pgd-mask-advedge",
+                                    "pgd-rts-advedge"]
+    f = t.detector_files("cifar10", "resnet20", 1)
+    assert f["backbone"] == "results/cifar10/vgg16_gap/seed1/clean/model.pt"
+    assert f["maps_pgd-mask-advedge_mask"].endswith("pgd-mask-advedge/maps-mask.parquet")
+    assert "rts" in t.detector_files("cifar10", "resnet20", 1, maps_only=True)
+    local = AdvedgeTargets(config(detector={"backbone": {"weights": "/w/vgg16.pth"}}))
+    assert "backbone" not in local.detector_files("cifar10", "resnet20", 1)
+    with pytest.raises(PlanError, match="not configured"):
+        AdvedgeTargets(config(detector={"framework": "cw"}, frameworks=["pgd"])
+                       ).detector_attacks()
+    # the map job reads the detector interpreters' explainer keys, not their schedules
+    ms = t.detector_map_settings(W())
+    assert set(ms["detector"]) == {"interpreters", "n_samples", "seed"}
+    assert "stage2" not in ms["grad"]
+    assert t.robust_runs() == [("cifar10", 1)]
+    assert t.robust_inputs(W(dataset="cifar10", seed=1)) == {
+        "normal": "results/cifar10/wrn28_10/seed1/clean/model.pt",
+        "robust": "results/cifar10/wrn28_10-robust/seed1/clean/model.pt"}
+    assert t.blackbox_runs() == [("cifar10", "resnet20", 1), ("cifar100", "resnet20", 1)]
+    bb = t.blackbox_inputs(W(dataset="cifar10", model="resnet20", seed=1))
+    assert bb["target_model"] == "results/cifar10/densenet40/seed1/clean/model.pt"
+    tables = set(t.targets())
+    for n in ("table3", "table4", "table5", "table6", "table11"):
+        assert f"results/tables/advedge_{n}.md" in tables
+
+
+def test_part3_config_errors_name_the_key():
+    from xaisec.config import ConfigError
+
+    base = config()
+    import copy
+
+    bad = copy.deepcopy(base)
+    bad["models"]["resnet20-at"]["init"] = "vgg16_gap"
+    with pytest.raises(ConfigError, match="models.resnet20-at.init.*same architecture"):
+        validate(bad)
+    bad = copy.deepcopy(base)
+    bad["models"]["resnet20-at"]["defense"]["gama"] = 0.1
+    with pytest.raises(ConfigError, match="models.resnet20-at.defense.gama.*settings: eps"):
+        validate(bad)
+    bad = copy.deepcopy(base)
+    bad["advedge"]["robust"]["robust"] = "wrn-missing"
+    with pytest.raises(ConfigError, match="advedge.robust.robust"):
+        validate(bad)
+
+
+def test_training_defense_settings_in_the_registry_match_the_classes():
+    import inspect
+
+    from xaisec.defenses import names, spec
+
+    for n in names("training"):
+        params = [p for p in inspect.signature(spec(n).load().__init__).parameters
+                  if p != "self"]
+        assert tuple(params) == spec(n).settings, n
+
+
+def test_defense_table_puts_the_papers_number_beside_the_oblivious_row(tmp_path):
+    from xaisec.papers.advedge.defense_report import write_defense_table
+
+    rows = []
+    for kn, d, succ in (("oblivious", "none", [1, 1, 1, 1]), ("oblivious", "median", [1, 0, 0, 0]),
+                        ("white_box", "median", [1, 1, 0, 0]), ("benign", "median", [1, 1, 1, 0])):
+        for i, s in enumerate(succ):
+            rows.append({"dataset": "cifar10", "model": "resnet20", "seed": 1,
+                         "framework": "pgd" if kn != "benign" else "-",
+                         "interpreter": "cam" if kn != "benign" else "-",
+                         "variant": "advedge" if kn != "benign" else "-", "defense": d,
+                         "knowledge": kn, "sample": i, "success": bool(s)})
+    t = write_defense_table(pd.DataFrame(rows), tmp_path / "t.csv", tmp_path / "t.md",
+                            [{"dataset": "cifar10", "paper_dataset": "cifar10"}])
+    ob = t[(t["knowledge"] == "oblivious") & (t["defense"] == "MS")].iloc[0]
+    assert ob["rate"] == 25 and np.isnan(ob["paper"])     # the paper quotes MS for ImageNet only
+    wb = t[(t["knowledge"] == "white_box")].iloc[0]
+    assert wb["rate"] == 50 and np.isnan(wb["paper"])
+    assert t[t["knowledge"] == "benign"]["rate"].iloc[0] == 75
+    md = (tmp_path / "t.md").read_text()
+    assert "white_box" in md and "MS" in md

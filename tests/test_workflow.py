@@ -152,6 +152,61 @@ def test_smoke_advedge_outputs(smoke_run):
         assert ours > rand, (interp, ours, rand)
 
 
+@pytest.mark.workflow
+def test_smoke_advedge_defense_outputs(smoke_run):
+    """AdvEdge part 3 on the smoke run: Table XI's rows are joined to the right attacks and
+    models (the undefended row equals Table VII's ASR, the white-box row the defended attack's
+    own record), the detector tables hold every combination, Table VI's eps 0 is the clean
+    accuracy with identical maps (tau 1)."""
+    import json
+
+    import numpy as np
+
+    out = smoke_run / "results" / "smoke"
+    run = out / "shapes" / "resnet20" / "seed1" / "advedge"
+    d = pd.read_parquet(run / "defenses.parquet")
+    assert set(d["defense"]) == {"none", "median", "bitsqueeze", "adversarial"}
+    assert set(d["knowledge"]) == {"benign", "oblivious", "white_box"}
+    scores = pd.read_parquet(run / "scores.parquet").drop_duplicates(
+        ["framework", "attacked", "variant", "sample"])
+    none = d[(d["defense"] == "none") & (d["knowledge"] == "oblivious")].merge(
+        scores, left_on=["framework", "interpreter", "variant", "sample"],
+        right_on=["framework", "attacked", "variant", "sample"], suffixes=("", "_s"))
+    assert len(none) == len(d[(d["defense"] == "none") & (d["knowledge"] == "oblivious")]) > 0
+    assert (none["success"] == none["success_s"]).all()
+    assert (d[(d["knowledge"] == "benign") & (d["defense"] == "none")]["success"]).all()
+    for defense in ("median", "bitsqueeze", "adversarial"):
+        wb = d[(d["knowledge"] == "white_box") & (d["defense"] == defense)]
+        rec = json.loads((run / "defended" / defense / "pgd-cam-advedge" / "attack.json")
+                         .read_text())
+        assert len(wb) == rec["n"] and np.isclose(wb["success"].mean(), rec["asr"])
+        own = json.loads((run / "pgd-cam-advedge" / "attack.json").read_text())
+        if defense == "adversarial":   # the AT model was attacked, not the undefended one
+            assert rec["model_fingerprint"] != own["model_fingerprint"]
+        else:                          # the undefended model behind the input defense
+            assert rec["model_fingerprint"] == own["model_fingerprint"]
+            assert list(rec["settings"]["input_defense"]) == [defense]
+    t11 = pd.read_csv(out / "tables" / "advedge_table11.csv")
+    assert set(t11["defense"]) == {"none", "MS", "BS", "AT"}
+    assert t11[(t11["knowledge"] == "oblivious") & (t11["defense"] == "AT")]["paper"].notna().any()
+    t4 = pd.read_csv(out / "tables" / "advedge_table4.csv")
+    t5 = pd.read_csv(out / "tables" / "advedge_table5.csv")
+    assert len(t4) == 6 and set(t4["channels"]) == {"2", "2+product"} and len(t5) == 1
+    assert t4["paper"].notna().all() and t5["paper"].notna().all()
+    assert t4["accuracy"].dropna().between(0, 1).all()
+    assert "resnet20 trained by the workflow" in t4["backbone"].iloc[0]
+    r = pd.read_parquet(out / "shapes" / "advedge_robust" / "seed1" / "robust.parquet")
+    assert set(r["training"]) == {"normal", "robust"} and set(r["eps_255"]) == {0, 4, 8}
+    np.testing.assert_allclose(r[r["eps_255"] == 0]["tau"], 1.0)
+    t6 = pd.read_csv(out / "tables" / "advedge_table6.csv")
+    assert len(t6) == 6 and t6["paper_accuracy"].notna().all()
+    bb = pd.read_csv(out / "tables" / "advedge_table3.csv")
+    assert set(bb["role"]) <= {"surrogate", "target"}
+    if len(bb):
+        assert (bb[bb["role"] == "surrogate"]["asr"] == 1).all()   # only surrogate successes
+        assert set(bb["arch"]) == {"resnet20", "wrn16_2"}
+
+
 def torch_resize(maps, size):
     import torch
 
@@ -284,15 +339,19 @@ def test_full_config_plans_every_job(profile):
     # 2 data sets x 2 seeds: ResNet-20 on both, plus on CIFAR-10 the no-BN, frozen-BN, Softplus
     # and the two VGG-13 models of Table 5, Table 8 and Figures 3, 10, 11; 2 scenarios x 9 x 2
     # AdvEdge adds CIFAR-100 and the DenseNet, VGG-16-GAP and Inception nets on CIFAR-10 and
-    # ResNet-20 on CIFAR-100 (seed 1): 3 + 4 more trainings
-    for rule, n in (("fetch_data", 3), ("prepare_data", 3), ("train_clean", 2 * 2 + 5 * 2 + 7),
+    # ResNet-20 on CIFAR-100 (seed 1): 3 + 4 more trainings; AdvEdge part 3 adds each attacked
+    # model's adversarially trained copy (4 x 2 data sets) and Table VI's two Wide-ResNets
+    for rule, n in (("fetch_data", 3), ("prepare_data", 3),
+                    ("train_clean", 2 * 2 + 5 * 2 + 7 + 4 * 2 + 2),
                     ("evaluate_clean", 4), ("table_clean_accuracy", 1),
                     ("finetune_scenario", 2 * 9 * 2), ("advedge_train_rts", 8),
                     # AdvEdge: 3 frameworks x 4 interpreters x 3 variants + the PGD reference,
                     # each attack's own maps + the reference's 4, the other 3 interpreters'
                     # maps of every attack's transfer subset (one job per attack)
                     ("advedge_attack", 8 * 37), ("advedge_adv_maps", 8 * 40),
-                    ("advedge_transfer_maps", 8 * 36)):
+                    ("advedge_transfer_maps", 8 * 36),
+                    # Table XI: 3 frameworks x Grad, CAM x AdvEdge against MS, BS and AT
+                    ("advedge_defended_attack", 8 * 3 * 6), ("advedge_blackbox", 2)):
         assert any(line.split()[:2] == [rule, str(n)] for line in text.splitlines()), text
 
 
@@ -338,12 +397,14 @@ def _planned_rules(res) -> dict:
     ("advedge: {cam: {stage1_steps: 4}}",
      {"advedge_attack", "advedge_adv_maps", "advedge_scores", "advedge_table",
       "advedge_box_figure", "advedge_example_figure", "advedge_transfer_maps",
-      "advedge_transfer_scores", "advedge_run_figure", "all"},
+      "advedge_transfer_scores", "advedge_run_figure", "advedge_defended_attack",
+      "advedge_defense_scores", "advedge_detector_maps", "advedge_detector_scores", "all"},
      {"advedge_train_rts", "advedge_inputs", "advedge_benign_maps"}),
     # a C&W schedule reruns the C&W Grad attacks only (smoke transfers PGD's attacks only)
     ("advedge: {cw: {grad: {stage1_steps: 4}}}",
      {"advedge_attack", "advedge_adv_maps", "advedge_scores", "advedge_table",
-      "advedge_box_figure", "advedge_example_figure", "advedge_run_figure", "all"},
+      "advedge_box_figure", "advedge_example_figure", "advedge_run_figure",
+      "advedge_defense_scores", "all"},
      {"advedge_train_rts", "advedge_inputs", "advedge_benign_maps", "advedge_transfer_maps"}),
 ])
 def test_a_setting_reruns_only_what_reads_it(smoke_run, change, expected, forbidden):
@@ -359,6 +420,7 @@ def test_a_setting_reruns_only_what_reads_it(smoke_run, change, expected, forbid
     if "cam" in change:
         assert planned["advedge_attack"] == 3 and planned["advedge_adv_maps"] == 3
         assert planned["advedge_transfer_maps"] == 3
+        assert planned["advedge_defended_attack"] == 3      # the white-box PGD CAM AdvEdge
     if "cw" in change:
         assert planned["advedge_attack"] == 3 and planned["advedge_adv_maps"] == 3
 

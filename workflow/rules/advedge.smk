@@ -207,7 +207,7 @@ rule advedge_table:
         ),
         md=f"{R}/tables/advedge_{{name}}.md",
     wildcard_constraints:
-        name="table1|table2|table7|table8|comparison",
+        name="table1|table2|table3|table4|table5|table6|table7|table8|table11|comparison",
     params:
         runs=ADVEDGE.run_params,
         caption=ADVEDGE.caption,

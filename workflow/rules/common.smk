@@ -56,6 +56,7 @@ wildcard_constraints:
     advfw="pgd|cw|stadv",
     advint="grad|cam|rts|mask|none",
     advvar="adv2|advedge|advedge\+|plain",
+    advdef="|".join(defense_names(kind="input") + ("adversarial",)),
 
 
 def code(script):

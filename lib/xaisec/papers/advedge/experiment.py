@@ -362,10 +362,12 @@ def framework_kwargs(framework: str, interp: str, variant: str, settings: dict) 
 
 def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, variant: str,
                out_path, settings: dict, device="cpu", rts_path=None,
-               meta: dict | None = None) -> dict:
+               meta: dict | None = None, input_defense: str | None = None) -> dict:
     """One attack on every input, in batches; writes ``adv`` (float32 NCHW) and the records
     (prediction, confidence, success, iterations, time_s) with the settings that produced
-    them. ``interp == "none"``: the plain targeted PGD reference (``reference_steps``)."""
+    them. ``interp == "none"``: the plain targeted PGD reference (``reference_steps``).
+    ``input_defense``: attack the model behind this input defense (white-box; settings in
+    ``settings["input"]``, :func:`xaisec.papers.advedge.defenses.defended_model`)."""
     from xaisec.attacks import PGD, AttackResult, make_attack
 
     if framework not in FRAMEWORK_ATTACKS:
@@ -373,6 +375,10 @@ def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, v
     device = torch.device(device)
     model, mm = io.load_model(model_path, device)
     model.eval()
+    if input_defense is not None:
+        from xaisec.papers.advedge.defenses import defended_model
+
+        model = defended_model(model, input_defense, settings).eval()
     inp = load_inputs(inputs_path, data_dir)
     k = None
     if interp == "none":
@@ -403,6 +409,8 @@ def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, v
     res = AttackResult.cat(parts)
     rec = res.records()
     linf = (res.adv - x).flatten(1).abs().amax(1).numpy()
+    if input_defense is not None:
+        used = {**used, "input_defense": {input_defense: settings["input"][input_defense]}}
     attack_meta = {**(meta or {}), "framework": framework, "interpreter": interp,
                    "variant": variant, "settings": used,
                    "model_fingerprint": mm.get("fingerprint")}

@@ -7,6 +7,7 @@ are explained by every interpreter. Tables and figures read one scores file per 
 """
 from __future__ import annotations
 
+from xaisec.papers.advedge.defense_targets import DEFENSE_CAPTIONS, DEFENSE_TABLES, DefenseTargets
 from xaisec.workflow.plan import Plan, PlanError, pick
 
 FRAMEWORKS = ("pgd", "cw", "stadv")
@@ -68,7 +69,10 @@ def attack_id(framework: str, interpreter: str, variant: str) -> str:
     return f"{framework}-{interpreter}-{variant}"
 
 
-class AdvedgeTargets(Plan):
+CAPTIONS.update(DEFENSE_CAPTIONS)
+
+
+class AdvedgeTargets(DefenseTargets, Plan):
     @property
     def section(self) -> dict:
         return self.config.get("advedge") or {}
@@ -139,6 +143,8 @@ class AdvedgeTargets(Plan):
         return [f"{self.run_dir(*r)}/scores.parquet" for r in (runs or self.runs())]
 
     def table_inputs(self, wildcards) -> list[str]:
+        if wildcards.name in DEFENSE_TABLES:
+            return self.defense_table_inputs(wildcards.name)
         if wildcards.name in TRANSFER_TABLES:
             if not self.transfer_enabled():
                 raise PlanError("AdvEdge Table II needs the transfer study "
@@ -315,7 +321,8 @@ class AdvedgeTargets(Plan):
     def targets(self) -> list[str]:
         if not self.runs():
             return []
-        tables = TABLES + (TRANSFER_TABLES if self.transfer_enabled() else ())
+        tables = TABLES + (TRANSFER_TABLES if self.transfer_enabled() else ()) + tuple(
+            self.defense_tables())
         out = [p for t in tables for p in self.table(f"advedge_{t}")]
         figs = [n for n, (d, _) in BOX_FIGURES.items() if self.runs(d)]
         figs += [n for n, d in EXAMPLE_FIGURES.items() if d is None or self.runs(d)]
