@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## The whole DAG on the embedded offline `shapes` data set (minutes on 2 CPU cores).
 smoke: $(VENV)/.installed
-	$(SMK) --cores $(CORES) --configfile config/smoke.yaml
+	$(SMK) --cores $(CORES) --configfile config/smoke.yaml --profile workflow/profiles/smoke
 
 ## Unit tests and the smoke workflow test.
 test: $(VENV)/.installed

@@ -361,3 +361,11 @@ def test_defense_table_puts_the_papers_number_beside_the_oblivious_row(tmp_path)
     assert t[t["knowledge"] == "benign"]["rate"].iloc[0] == 75
     md = (tmp_path / "t.md").read_text()
     assert "white_box" in md and "MS" in md
+
+
+def test_blackbox_table_without_a_fooled_surrogate_keeps_its_header(tmp_path):
+    from xaisec.papers.advedge.defense_report import BLACKBOX_COLUMNS, write_blackbox_table
+
+    write_blackbox_table(pd.DataFrame(columns=["dataset", "seed", "role"]), tmp_path / "t.csv",
+                         tmp_path / "t.md")
+    assert list(pd.read_csv(tmp_path / "t.csv").columns) == BLACKBOX_COLUMNS

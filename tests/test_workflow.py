@@ -14,7 +14,8 @@ SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 def smk(workdir, *args, check=True):
     cmd = [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(REPO / "config" / "smoke.yaml"), "--cores", "2", *args]
+           "--configfile", str(REPO / "config" / "smoke.yaml"), "--cores", "2",
+           "--profile", str(REPO / "workflow" / "profiles" / "smoke"), *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=2400,
                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if check and res.returncode != 0:

@@ -140,13 +140,19 @@ def write_robust_table(df: pd.DataFrame, csv_path, md_path) -> pd.DataFrame:
     return out
 
 
+BLACKBOX_COLUMNS = ["dataset", "seed", "role", "model", "arch", "attack", "accuracy", "n_samples",
+                    "asr", "misclassified", "queries", "iou", "paper_accuracy", "paper_asr",
+                    "paper_queries", "paper_iou"]
+
+
 def write_blackbox_table(df: pd.DataFrame, csv_path, md_path) -> pd.DataFrame:
     """Table III stand-in: per model role (target: queried as a black box; surrogate: attacked
     white-box), its test accuracy, the ASR (targeted) and misclassification rate of the
     surrogate's successful AdvEdge inputs, queries per input and the mean adversarial IoU."""
     pub = _pub("Table III")
     rows = []
-    for (d, s, role), g in df.groupby(["dataset", "seed", "role"], sort=False):
+    for (d, s, role), g in (df.groupby(["dataset", "seed", "role"], sort=False)
+                            if len(df) else []):
         rows.append({"dataset": d, "seed": s, "role": role, "model": g["model"].iloc[0],
                      "arch": g["arch"].iloc[0], "attack": g["attack"].iloc[0],
                      "accuracy": g["test_acc"].iloc[0], "n_samples": len(g),
@@ -156,7 +162,8 @@ def write_blackbox_table(df: pd.DataFrame, csv_path, md_path) -> pd.DataFrame:
                      "paper_asr": _paper(pub, role, "asr"),
                      "paper_queries": _paper(pub, role, "queries"),
                      "paper_iou": _paper(pub, role, "iou")})
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=BLACKBOX_COLUMNS)   # the header also when nothing fooled
+                                                         # the surrogate
     io.write_text(csv_path, out.to_csv(index=False))
     _md(out, "AdvEdge paper, Table III stand-in: a black-box target attacked through a "
         "surrogate",
