@@ -357,3 +357,12 @@ def test_detector_data_pairs_each_adversarial_with_its_own_benign_image():
     for i in ("grad", "cam"):
         expect = 100 * code[i] + src + 0.5 * y
         np.testing.assert_array_equal(maps[i][:, 0, 0, 0], expect)
+
+
+def test_backbone_of_a_torchvision_vgg16_is_its_feature_stack():
+    """The paper's backbone: torchvision's VGG-16 (random weights here; ImageNet weights from a
+    local file or rule pretrained_model in a run)."""
+    from xaisec.papers.advedge.defenses import backbone_layers
+
+    m = build_model(arch="vgg16", num_classes=1000)
+    assert backbone_layers(m) is m.net.features and isinstance(m.net.features[0], nn.Conv2d)

@@ -282,8 +282,8 @@ def test_defense_plan_reads_the_right_models_and_files():
 
 def test_detector_robust_and_blackbox_plans():
     t = AdvedgeTargets(config())
-    assert t.detector_attacks() == ["pgd-grad-advedge", "pgd-cam-advedge", "pgd-mask-advedge",
-                                    "pgd-rts-advedge"]
+    assert t.detector_attacks() == ["pgd-grad-advedge", "pgd-cam-advedge", "pgd-rts-advedge",
+                                    "pgd-mask-advedge"]   # advedge.interpreters order
     f = t.detector_files("cifar10", "resnet20", 1)
     assert f["backbone"] == "results/cifar10/vgg16_gap/seed1/clean/model.pt"
     assert f["maps_pgd-mask-advedge_mask"].endswith("pgd-mask-advedge/maps-mask.parquet")

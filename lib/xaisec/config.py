@@ -156,16 +156,21 @@ def _check_advedge_models(config: dict) -> None:
         if config["models"][at].get("defense", {}).get("name") != "adversarial":
             raise ConfigError(f"config key 'advedge.defenses.adversarial.{m}': {at!r} is not "
                               "trained with defense {name: adversarial}")
+    from xaisec.papers.advedge.targets import AdvedgeTargets
+
+    t = AdvedgeTargets(config)
     det = a["detector"]
-    if len(det["interpreters"]) >= 2 and not det["backbone"]["weights"]:
-        _model_defined(config, det["backbone"]["model"], "advedge.detector.backbone.model")
-    r = a["robust"]
-    if r["normal"] and r["robust"]:
-        _model_defined(config, r["normal"], "advedge.robust.normal")
-        _model_defined(config, r["robust"], "advedge.robust.robust")
-    b = a["blackbox"]
-    if b["target"]:
-        _model_defined(config, b["target"], "advedge.blackbox.target")
+    if t.detector_enabled() and not det["backbone"]["weights"]:
+        if any(d != "imagenet" for d in a["datasets"]):
+            _model_defined(config, det["backbone"]["model"], "advedge.detector.backbone.model")
+        if "imagenet" in a["datasets"]:
+            _model_defined(config, det["backbone"]["imagenet_model"],
+                           "advedge.detector.backbone.imagenet_model")
+    if t.robust_runs():
+        _model_defined(config, a["robust"]["normal"], "advedge.robust.normal")
+        _model_defined(config, a["robust"]["robust"], "advedge.robust.robust")
+    if t.blackbox_runs():
+        _model_defined(config, a["blackbox"]["target"], "advedge.blackbox.target")
 
 
 def _model_defined(config: dict, key: str, where: str) -> None:

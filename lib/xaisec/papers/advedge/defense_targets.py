@@ -27,7 +27,8 @@ DEFENSE_CAPTIONS = {
 
 class DefenseTargets:
     """Planning of AdvEdge part 3 (needs ``self.section``, ``self.runs``, ``self.run_dir``,
-    ``self.attacks``, ``self.model_dir``, ``self.config`` of AdvedgeTargets)."""
+    ``self.attacks``, ``self.attack_id``, ``self.explainer_keys``, ``self.model_dir`` and
+    ``self.config`` of AdvedgeTargets, which this module does not import)."""
 
     # ------------------------------------------------------------ Table XI
 
@@ -103,15 +104,19 @@ class DefenseTargets:
     def detector(self) -> dict:
         return self.section.get("detector") or {}
 
+    def detector_interpreters(self) -> list[str]:
+        """``detector.interpreters``, default (null) ``advedge.interpreters``."""
+        own = self.detector.get("interpreters")
+        return list(self.section.get("interpreters", []) if own is None else own)
+
     def detector_enabled(self) -> bool:
-        return len(self.detector.get("interpreters", [])) >= 2
+        return len(self.detector_interpreters()) >= 2
 
     def detector_attacks(self) -> list[str]:
         """The attacks whose inputs feed the detector: one per detector interpreter."""
-        from xaisec.papers.advedge.targets import attack_id
-
         det = self.detector
-        ids = [attack_id(det["framework"], i, det["variant"]) for i in det["interpreters"]]
+        ids = [self.attack_id(det["framework"], i, det["variant"])
+               for i in self.detector_interpreters()]
         missing = [a for a in ids if a not in self.attacks()]
         if missing:
             raise PlanError(f"advedge.detector needs the attacks {', '.join(missing)}, which are "
@@ -124,17 +129,18 @@ class DefenseTargets:
         for aid in self.detector_attacks():
             files[f"adv_{aid}"] = f"{rd}/{aid}/adv.npz"
         if maps_only:
-            if any(i == "rts" for i in self.detector["interpreters"]):
+            if "rts" in self.detector_interpreters():
                 files["rts"] = f"{rd}/rts.pt"
             return files
-        for i in self.detector["interpreters"]:
+        for i in self.detector_interpreters():
             files[f"benign_{i}"] = f"{rd}/benign/{i}.parquet"
         for aid in self.detector_attacks():
             files[f"maps_{aid}_{aid.split('-')[1]}"] = f"{rd}/{aid}/maps-{aid.split('-')[1]}.parquet"
         files["detector"] = f"{rd}/detector"
         b = self.detector.get("backbone") or {}
         if not b.get("weights"):
-            files["backbone"] = f"{self.model_dir(d, b['model'], s)}/clean/model.pt"
+            key = b["imagenet_model"] if d == "imagenet" else b["model"]
+            files["backbone"] = f"{self.model_dir(d, key, s)}/clean/model.pt"
         return files
 
     def detector_map_inputs(self, wildcards) -> dict:
@@ -144,17 +150,16 @@ class DefenseTargets:
         return self.detector_files(wildcards.dataset, wildcards.model, wildcards.seed)
 
     def detector_map_settings(self, wildcards) -> dict:
-        from xaisec.papers.advedge.targets import EXPLAINER_KEYS
-
         a = self.section
         out = pick(a, "batch_size")
-        for i in self.detector["interpreters"]:
-            out[i] = pick(a[i], *EXPLAINER_KEYS[i])
-        out["detector"] = pick(self.detector, "interpreters", "n_samples", "seed")
+        for i in self.detector_interpreters():
+            out[i] = pick(a[i], *self.explainer_keys[i])
+        out["detector"] = {**pick(self.detector, "n_samples", "seed"),
+                           "interpreters": self.detector_interpreters()}
         return out
 
     def detector_settings(self, wildcards) -> dict:
-        return {"detector": dict(self.detector)}
+        return {"detector": {**self.detector, "interpreters": self.detector_interpreters()}}
 
     def detector_score_files(self) -> list[str]:
         return [f"{self.run_dir(*r)}/detector.parquet" for r in self.runs()]
@@ -165,11 +170,18 @@ class DefenseTargets:
     def robust(self) -> dict:
         return self.section.get("robust") or {}
 
+    def robust_datasets(self) -> list[str]:
+        """``robust.datasets``, default (null) the AdvEdge data sets standing for CIFAR-10."""
+        own = self.robust.get("datasets")
+        if own is not None:
+            return list(own)
+        return [d for d in self.section.get("datasets", []) if self.paper_dataset(d) == "cifar10"]
+
     def robust_runs(self) -> list[tuple]:
         r = self.robust
-        if not r.get("normal") or not r.get("robust"):
+        if not r.get("normal") or not r.get("robust") or not self.section.get("models"):
             return []
-        return [(d, s) for d in r.get("datasets", []) for s in self.section.get("seeds", [])]
+        return [(d, s) for d in self.robust_datasets() for s in self.section.get("seeds", [])]
 
     def robust_dir(self, d, s) -> str:
         return f"{self.R}/{d}/advedge_robust/seed{s}"
@@ -230,7 +242,7 @@ class DefenseTargets:
     def defense_tables(self) -> list[str]:
         out = ["table11"] if self.runs() else []
         if self.runs() and self.detector_enabled():
-            out += ["table4"] + (["table5"] if len(self.detector["interpreters"]) >= 3 else [])
+            out += ["table4"] + (["table5"] if len(self.detector_interpreters()) >= 3 else [])
         out += ["table6"] if self.robust_runs() else []
         out += ["table3"] if self.blackbox_runs() else []
         return out

@@ -29,8 +29,9 @@ from tqdm.auto import tqdm
 
 from xaisec import io
 from xaisec.cache import read_explanations
+from xaisec.catalog import IMAGENET_ARCHS
 from xaisec.papers.advedge.experiment import (_explain, _write_maps, build_interpreter,
-                                              load_adversarial, load_inputs)
+                                              defended_model, load_adversarial, load_inputs)
 
 #: the knowledge of the defense an attacker has (Table XI's rows)
 KNOWLEDGE = ("oblivious", "white_box")
@@ -42,16 +43,6 @@ def _predict(model, x: torch.Tensor, batch_size: int, device) -> np.ndarray:
     if not len(x):
         return np.zeros(0, np.int64)
     return predict(model, x, batch_size, device).argmax(1).numpy()
-
-
-def defended_model(model, defense: str, settings: dict):
-    """The undefended ``model`` behind input defense ``defense`` (``advedge.defenses.input``
-    settings); bit squeezing passes gradients straight through (BPDA) for a white-box
-    attacker."""
-    from xaisec.defenses.input import with_input_defense
-
-    return with_input_defense(model, defense, bpda=defense == "bitsqueeze",
-                              **settings["input"][defense])
 
 
 # ---------------------------------------------------------------- Table XI
@@ -199,9 +190,10 @@ def backbone_layers(model: torch.nn.Module) -> torch.nn.Sequential:
     layer is a ``Conv2d``: torchvision's VGG-16 ``features``; for this project's 32x32 nets the
     children in forward order after ``normalize`` up to the pooling head (ResNet-20:
     conv1, bn1, act, layer1-3; VGG16-GAP: its conv stack)."""
-    feats = getattr(model, "features", None)
-    if isinstance(feats, torch.nn.Sequential):
-        return feats
+    for owner in (model, getattr(model, "net", None)):   # torchvision nets sit in .net
+        feats = getattr(owner, "features", None)
+        if isinstance(feats, torch.nn.Sequential):
+            return feats
     skip = ("normalize", "avgpool", "linear", "classifier", "fc")
     layers = []
     for name, child in model.named_children():
@@ -225,7 +217,10 @@ def load_backbone(settings: dict, backbone_path=None):
         net = build_imagenet_model("vgg16", b["weights"])
         return net.features, f"VGG-16 (ImageNet weights: {Path(b['weights']).name})"
     model, mm = io.load_model(backbone_path, "cpu")
-    return backbone_layers(model), (f"{b['model']} trained by the workflow "
+    key = mm.get("model", Path(backbone_path).parts[-4])
+    if model.spec.arch in IMAGENET_ARCHS:
+        return backbone_layers(model), f"{key} (pretrained ImageNet weights: {mm.get('weights')})"
+    return backbone_layers(model), (f"{key} trained by the workflow "
                                     f"({mm.get('dataset', '?')}), no ImageNet weights")
 
 

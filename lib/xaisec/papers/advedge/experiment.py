@@ -360,6 +360,16 @@ def framework_kwargs(framework: str, interp: str, variant: str, settings: dict) 
     return kw
 
 
+def defended_model(model, defense: str, settings: dict):
+    """The undefended ``model`` behind input defense ``defense`` (``advedge.defenses.input``
+    settings); bit squeezing passes gradients straight through (BPDA) for a white-box
+    attacker."""
+    from xaisec.defenses.input import with_input_defense
+
+    return with_input_defense(model, defense, bpda=defense == "bitsqueeze",
+                              **settings["input"][defense])
+
+
 def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, variant: str,
                out_path, settings: dict, device="cpu", rts_path=None,
                meta: dict | None = None, input_defense: str | None = None) -> dict:
@@ -367,7 +377,7 @@ def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, v
     (prediction, confidence, success, iterations, time_s) with the settings that produced
     them. ``interp == "none"``: the plain targeted PGD reference (``reference_steps``).
     ``input_defense``: attack the model behind this input defense (white-box; settings in
-    ``settings["input"]``, :func:`xaisec.papers.advedge.defenses.defended_model`)."""
+    ``settings["input"]``, :func:`defended_model`)."""
     from xaisec.attacks import PGD, AttackResult, make_attack
 
     if framework not in FRAMEWORK_ATTACKS:
@@ -376,8 +386,6 @@ def run_attack(model_path, data_dir, inputs_path, framework: str, interp: str, v
     model, mm = io.load_model(model_path, device)
     model.eval()
     if input_defense is not None:
-        from xaisec.papers.advedge.defenses import defended_model
-
         model = defended_model(model, input_defense, settings).eval()
     inp = load_inputs(inputs_path, data_dir)
     k = None

@@ -73,6 +73,9 @@ CAPTIONS.update(DEFENSE_CAPTIONS)
 
 
 class AdvedgeTargets(DefenseTargets, Plan):
+    attack_id = staticmethod(attack_id)
+    explainer_keys = EXPLAINER_KEYS
+
     @property
     def section(self) -> dict:
         return self.config.get("advedge") or {}
