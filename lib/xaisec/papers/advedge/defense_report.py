@@ -42,6 +42,7 @@ def write_defense_table(df: pd.DataFrame, csv_path, md_path, runs: list[dict]) -
                               for a, b in zip(shown["rate"], shown["paper"])]).pivot_table(
         index=["dataset", "model", "knowledge", "framework", "interpreter", "variant"],
         columns="defense", values="cell", aggfunc="first", sort=False)
+    wide = wide.reindex(columns=[c for c in DEFENSE_LABELS.values() if c in wide.columns])
     notes = ["Cells: ASR % (the model behind the defense predicts y_t) of ours (the paper's "
              "Sec. V-G number for the same framework and defense, quoted per framework for "
              "AdvEdge; its Table XI is in the unavailable supplement). none: the undefended "
