@@ -57,7 +57,7 @@ class AdversarialTraining(TrainingDefense):
         xs = self.adversarial(model, x, y) + ([x] if self.include_clean else [])
         logits = [model(a) for a in xs]
         loss = torch.stack([F.cross_entropy(z, y) for z in logits]).mean()
-        return loss, logits[int(max(range(len(self.steps)), key=lambda i: self.steps[i]))]
+        return loss, logits[self.steps.index(max(self.steps))]
 
     def loss(self, model, x, y):
         return self.loss_and_logits(model, x, y)[0]

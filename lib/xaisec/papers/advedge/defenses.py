@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import itertools
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,8 @@ from xaisec import io
 from xaisec.cache import read_explanations
 from xaisec.catalog import IMAGENET_ARCHS
 from xaisec.papers.advedge.experiment import (_explain, _write_maps, build_interpreter,
-                                              defended_model, load_adversarial, load_inputs)
+                                              defended_model, load_adversarial, load_inputs,
+                                              successful_subset)
 
 #: the knowledge of the defense an attacker has (Table XI's rows)
 KNOWLEDGE = ("oblivious", "white_box")
@@ -40,8 +40,6 @@ KNOWLEDGE = ("oblivious", "white_box")
 def _predict(model, x: torch.Tensor, batch_size: int, device) -> np.ndarray:
     from xaisec.tensors import predict
 
-    if not len(x):
-        return np.zeros(0, np.int64)
     return predict(model, x, batch_size, device).argmax(1).numpy()
 
 
@@ -99,11 +97,9 @@ def score_defenses(files: dict, data_dir, out_path, settings: dict, meta: dict,
 # ---------------------------------------------------------------- Tables IV, V
 
 def detector_subset(success: np.ndarray, n: int, seed: int, attack: str) -> np.ndarray:
-    """Sorted positions of up to ``n`` random successful inputs of one attack (the detector's
-    adversarial samples; the paper: 2,000 per experiment), seeded by ``seed`` and the attack."""
-    ok = np.flatnonzero(np.asarray(success, dtype=bool))
-    rng = np.random.default_rng([int(seed), zlib.crc32(attack.encode()), 1])
-    return np.sort(rng.choice(ok, size=min(int(n), len(ok)), replace=False))
+    """The detector's adversarial samples of one attack: up to ``n`` random successful inputs
+    (the paper: 2,000 per experiment), a draw of their own (not the transfer study's)."""
+    return successful_subset(success, n, seed, f"{attack}/detector")
 
 
 def detector_maps(model_path, data_dir, inputs_path, adv_paths: dict, out_dir, settings: dict,
@@ -346,7 +342,7 @@ def score_blackbox(files: dict, data_dir, out_path, settings: dict, meta: dict,
     device = torch.device(device)
     inp = load_inputs(files["inputs"], data_dir)
     adv = load_adversarial(files["adv"], inp["sample"])
-    pos = detector_subset(adv["success"], b["n_samples"], b["seed"], "blackbox")
+    pos = successful_subset(adv["success"], b["n_samples"], b["seed"], "blackbox")
     x, xa = inp["x"][:len(adv["sample"])][pos], adv["x"][pos]
     label, target = inp["label"][pos], inp["target"][pos]
     bs = int(settings["batch_size"])

@@ -194,13 +194,18 @@ def adversarial_maps(model_path, data_dir, inputs_path, adv_path, interp: str, o
                                     "model_fingerprint": mm.get("fingerprint")})
 
 
-def transfer_subset(success: np.ndarray, n: int, seed: int, attack: str) -> np.ndarray:
-    """Sorted positions of up to ``n`` random successful inputs of one attack (Sec. V-F: 100
-    random successful adversarial inputs per interpreter), seeded by ``seed`` and the attack
-    id."""
+def successful_subset(success: np.ndarray, n: int, seed: int, key: str) -> np.ndarray:
+    """Sorted positions of up to ``n`` random successful inputs of one attack, seeded by
+    ``seed`` and ``key`` (the attack id, plus the study's name where several studies draw)."""
     ok = np.flatnonzero(np.asarray(success, dtype=bool))
-    rng = np.random.default_rng([int(seed), zlib.crc32(attack.encode())])
+    rng = np.random.default_rng([int(seed), zlib.crc32(key.encode())])
     return np.sort(rng.choice(ok, size=min(int(n), len(ok)), replace=False))
+
+
+def transfer_subset(success: np.ndarray, n: int, seed: int, attack: str) -> np.ndarray:
+    """The transfer study's draw (Sec. V-F: 100 random successful adversarial inputs per
+    interpreter), keyed by the attack id."""
+    return successful_subset(success, n, seed, attack)
 
 
 def transfer_maps(model_path, data_dir, inputs_path, adv_path, out_dir, settings: dict,
